@@ -1,0 +1,209 @@
+"""Policy trainer role: DeepSpeed ZeRO everywhere (gloo on CPU, NCCL on GPU).
+
+Each actor is one data-parallel rank. The driver hands every rank its shard of each
+mini-batch together with the mini-batch's GLOBAL token/sequence counts, so the summed
+gradient over micro-batches and ranks is exactly the gradient of the loss aggregated over
+the whole mini-batch (DeepSpeed averages over ranks, hence the `* world_size`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from rlhf.actors.runtime import free_port, node_ip, setup_process
+from rlhf.algorithms import aggregate_loss, get_policy_loss, kl_estimate, token_logprobs
+from rlhf.models import load_causal_lm, load_tokenizer, resolve_dtype, response_logprobs
+
+
+@dataclass
+class OptimSettings:
+    lr: float
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    zero_stage: int = 0
+    offload: bool = False
+    micro_batch_size: int = 32
+    grad_accum: int = 1  # micro-batches per optimizer step on one rank
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class PolicyLossSettings:
+    name: str = "ppo"
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    dual_clip: Optional[float] = None
+    agg_mode: str = "token-mean"
+    norm_len: int = 16  # constant length of Dr.GRPO's seq-mean-token-sum-norm
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    temperature: float = 1.0
+
+
+class PolicyTrainer:
+    def __init__(self, model_path: str, optim: OptimSettings, rank: int, world_size: int,
+                 dtype: str = "auto", seed: int = 0, threads: int = 0):
+        self.device = setup_process(seed, threads)
+        self.model_path, self.optim, self.rank, self.world_size = model_path, optim, rank, world_size
+        self.dtype = resolve_dtype(dtype)
+        self.engine = None
+        self.version = 0  # optimizer steps taken: the policy version
+
+    def rendezvous(self) -> tuple[str, int]:
+        """Rank 0's address for the process group (any node: Ray's registered address)."""
+        return node_ip(), free_port()
+
+    def init_distributed(self, master_addr: str, master_port: int) -> None:
+        """Called on every rank at once: joins the group and builds the DeepSpeed engine."""
+        import deepspeed
+
+        os.environ.update(RANK=str(self.rank), WORLD_SIZE=str(self.world_size), LOCAL_RANK="0",
+                          MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        deepspeed.init_distributed(dist_backend="nccl" if self.device == "cuda" else "gloo")
+        model = load_causal_lm(self.model_path, self.dtype, self.device)
+        if self.optim.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        o = self.optim
+        optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        zero: dict = {"stage": o.zero_stage}
+        if o.offload:
+            zero["offload_optimizer"] = {"device": "cpu"}
+        config = {
+            "train_micro_batch_size_per_gpu": o.micro_batch_size,
+            "gradient_accumulation_steps": o.grad_accum,
+            "train_batch_size": o.micro_batch_size * o.grad_accum * self.world_size,
+            "gradient_clipping": o.grad_clip,
+            "zero_optimization": zero,
+            "bf16": {"enabled": self.dtype == torch.bfloat16},
+            "zero_allow_untested_optimizer": True,
+            "steps_per_print": 2**31 - 1,
+        }
+        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+
+    # ---- RL ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def logprobs(self, batch: dict, temperature: float = 1.0) -> torch.Tensor:
+        """Log-probs of this rank's shard under the current policy (pi_old before an update)."""
+        self.engine.eval()
+        R = batch["response_mask_BR"].shape[1]
+        out = [response_logprobs(self.engine, mb["input_ids_BT"].to(self.device),
+                                 mb["attention_mask_BT"].to(self.device), R, temperature).cpu()
+               for mb in self._micro(batch)]
+        return torch.cat(out)
+
+    def train_rl(self, minibatches: list[dict], counts: list[dict], loss: PolicyLossSettings) -> dict:
+        """One optimizer step per mini-batch. `counts[i]` holds mini-batch i's global
+        `num_tokens` / `num_seqs`, making the per-shard losses add up to the full loss."""
+        policy_loss = get_policy_loss(loss.name)
+        self.engine.train()
+        history = []
+        for shard, count in zip(minibatches, counts):
+            step_metrics: dict[str, float] = {}
+            for mb in self._micro(shard):
+                agg = dict(agg_mode=loss.agg_mode, num_tokens=count["num_tokens"], num_seqs=count["num_seqs"],
+                           norm_len=loss.norm_len)
+                mask = mb["response_mask_BR"].to(self.device)
+                R = mask.shape[1]
+                lp = response_logprobs(self.engine, mb["input_ids_BT"].to(self.device),
+                                       mb["attention_mask_BT"].to(self.device), R, loss.temperature)
+                old = mb["old_logprobs_BR"].to(self.device) if "old_logprobs_BR" in mb else lp.detach()
+                value, metrics = policy_loss(lp, old, mb["advantages_BR"].to(self.device), mask,
+                                             eps_low=loss.eps_low, eps_high=loss.eps_high,
+                                             dual_clip=loss.dual_clip, **agg)
+                metrics = {f"actor/{k}": v for k, v in metrics.items()}
+                metrics["actor/pg_loss"] = float(value)
+                if loss.kl_coef > 0:
+                    kl = aggregate_loss(kl_estimate(lp, mb["ref_logprobs_BR"].to(self.device), loss.kl_estimator),
+                                        mask, **agg)
+                    value = value + loss.kl_coef * kl
+                    metrics["actor/kl_loss"] = float(kl)
+                self.engine.backward(value * self.world_size, scale_wrt_gas=False)
+                self.engine.step()
+                _accumulate(step_metrics, metrics)
+            step_metrics["actor/grad_norm"] = _grad_norm(self.engine)
+            history.append(step_metrics)
+        self.version += len(minibatches)
+        return _mean_over(history)
+
+    # ---- supervised (warm start, SFT) ---------------------------------------------------
+
+    def train_sft(self, batch: dict, num_tokens: int) -> dict:
+        """One optimizer step of token-mean cross-entropy on `loss_mask_BT` tokens;
+        `num_tokens` is the global count of loss tokens in the step's batch."""
+        self.engine.train()
+        total = 0.0
+        for mb in self._micro(batch):
+            ids = mb["input_ids_BT"].to(self.device)
+            attn = mb["attention_mask_BT"].to(self.device)
+            out = self.engine(input_ids=ids, attention_mask=attn, use_cache=False)
+            lp = token_logprobs(out.logits[:, :-1], ids[:, 1:])
+            loss = aggregate_loss(-lp, mb["loss_mask_BT"][:, 1:].to(self.device), "token-mean", num_tokens=num_tokens)
+            self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
+            self.engine.step()
+            total += float(loss)
+        self.version += 1
+        return {"sft/loss": total, "sft/grad_norm": _grad_norm(self.engine)}
+
+    # ---- weights ----------------------------------------------------------------------
+
+    def named_weights(self) -> Optional[dict]:
+        """Full weights on rank 0 as CPU tensors (HF names); every rank must call (ZeRO-3 gathers)."""
+        module = self.engine.module
+        params = list(module.named_parameters())
+        if self.optim.zero_stage == 3:
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
+                return {n: p.detach().cpu().clone() for n, p in params} if self.rank == 0 else None
+        return {n: p.detach().cpu().clone() for n, p in params} if self.rank == 0 else None
+
+    def weights_nbytes(self) -> int:
+        return sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in self.engine.module.parameters())
+
+    def publish_weights(self) -> Optional[list]:
+        """CPU transport: rank 0 puts the weights in the object store once; returns [ref]."""
+        import ray
+
+        weights = self.named_weights()
+        return [ray.put(weights)] if weights is not None else None
+
+    def save_pretrained(self, path: str) -> None:
+        """Hugging Face checkpoint (model + tokenizer), written by rank 0; every rank must call."""
+        weights = self.named_weights()
+        if self.rank == 0:
+            module = self.engine.module
+            module.save_pretrained(path, state_dict=weights)
+            load_tokenizer(self.model_path).save_pretrained(path)
+
+    def _micro(self, batch: dict):
+        n = batch["input_ids_BT"].shape[0]
+        k = self.optim.micro_batch_size
+        for i in range(0, n, k):
+            yield {key: v[i:i + k] for key, v in batch.items()}
+
+
+def _grad_norm(engine) -> float:
+    norm = engine.get_global_grad_norm()
+    return float(norm) if norm is not None and math.isfinite(float(norm)) else float("nan")
+
+
+def _accumulate(into: dict, metrics: dict) -> None:
+    for k, v in metrics.items():
+        into.setdefault(k, []).append(float(v))
+
+
+def _mean_over(history: list[dict]) -> dict:
+    """Loss values add up over micro-batches (global normalisers); other metrics average."""
+    out: dict[str, float] = {}
+    for step in history:
+        for k, v in step.items():
+            vals = v if isinstance(v, list) else [v]
+            agg = sum(vals) if k.endswith("_loss") else sum(vals) / len(vals)
+            out.setdefault(k, []).append(agg)
+    return {k: sum(v) / len(v) for k, v in out.items()}

@@ -1,0 +1,81 @@
+"""The one batch schema that moves between the driver and the actors.
+
+A batch is a plain dict of tensors (cheap to pickle through Ray), rows = sequences:
+
+    input_ids_BT         long  [B, P+R]  prompt left-padded to P, then the response right-padded to R
+    attention_mask_BT    long  [B, P+R]  1 on real prompt and response tokens
+    response_mask_BR     float [B, R]    1 on response tokens that enter the loss
+    rollout_logprobs_BR  float [B, R]    log-probs of the engine that sampled the response
+    old_logprobs_BR      float [B, R]    log-probs of the policy before this update (optional)
+    ref_logprobs_BR      float [B, R]    log-probs of the frozen reference (only with a KL term)
+    advantages_BR        float [B, R]    per-token advantages
+
+Rows of one prompt's group are contiguous: rows [g*n, (g+1)*n) share prompt g.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+Batch = dict  # str -> Tensor, keys as above
+
+
+@dataclass
+class Completion:
+    """One sampled response: token ids (EOS included when it ended), per-token log-probs."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    finished: bool  # ended with EOS (False: cut at max_new_tokens)
+
+
+def collate(prompt_ids: list[list[int]], completions: list[Completion], pad_id: int) -> Batch:
+    """Pad prompts on the left and responses on the right into one batch (one row per completion)."""
+    assert len(prompt_ids) == len(completions)
+    P = max(len(p) for p in prompt_ids)
+    R = max(1, max(len(c.token_ids) for c in completions))
+    B = len(completions)
+    ids = torch.full((B, P + R), pad_id, dtype=torch.long)
+    attn = torch.zeros((B, P + R), dtype=torch.long)
+    resp_mask = torch.zeros((B, R))
+    rollout_lp = torch.zeros((B, R))
+    for i, (p, c) in enumerate(zip(prompt_ids, completions)):
+        ids[i, P - len(p):P] = torch.tensor(p)
+        attn[i, P - len(p):P] = 1
+        n = len(c.token_ids)
+        if n:
+            ids[i, P:P + n] = torch.tensor(c.token_ids)
+            attn[i, P:P + n] = 1
+            resp_mask[i, :n] = 1
+            rollout_lp[i, :n] = torch.tensor(c.logprobs, dtype=torch.float32)
+    return {"input_ids_BT": ids, "attention_mask_BT": attn, "response_mask_BR": resp_mask,
+            "rollout_logprobs_BR": rollout_lp}
+
+
+def num_rows(batch: Batch) -> int:
+    return batch["input_ids_BT"].shape[0]
+
+
+def select_rows(batch: Batch, idx) -> Batch:
+    idx = torch.as_tensor(idx, dtype=torch.long)
+    return {k: v[idx] for k, v in batch.items()}
+
+
+def split_rows(batch: Batch, parts: int) -> list[Batch]:
+    """`parts` equal, contiguous shards (the row count must divide evenly)."""
+    n = num_rows(batch)
+    if n % parts:
+        raise ValueError(f"{n} rows do not split into {parts} equal shards")
+    step = n // parts
+    return [select_rows(batch, range(i * step, (i + 1) * step)) for i in range(parts)]
+
+
+def trim_padding(batch: Batch) -> Batch:
+    """Drop prompt-side columns that are padding in every row (shards may need less than the batch)."""
+    R = batch["response_mask_BR"].shape[1]
+    P = batch["input_ids_BT"].shape[1] - R
+    used = batch["attention_mask_BT"][:, :P].any(0).nonzero()
+    start = int(used[0]) if len(used) else P
+    return {k: (v[:, start:] if k.endswith("_BT") else v) for k, v in batch.items()}

@@ -1,0 +1,315 @@
+"""One typed config tree for every recipe: dataclasses (the schema), YAML files and
+dotlist overrides (`trainer.lr=1e-5 rollout.n=8`), merged with OmegaConf.
+
+Every field carries a `help` string; `--help` prints the tree with defaults and
+meanings. Validation is loud and happens once, at load time: an unknown key names the
+nearest valid keys, a value of the wrong type names the key and the expected type, and
+cross-field rules (`RLConfig.validate`) say what to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import sys
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message names the key."""
+
+
+def _f(default: Any, help: str, **kw) -> Any:
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        factory = default if callable(default) and not isinstance(default, (list, dict)) else (lambda d=default: type(d)(d))
+        return field(default_factory=factory, metadata={"help": help}, **kw)
+    return field(default=default, metadata={"help": help}, **kw)
+
+
+@dataclass
+class TinyModelConfig:
+    hidden_size: int = _f(128, "hidden width of the tiny Qwen2 built when model.path is empty")
+    intermediate_size: int = _f(384, "MLP width of the tiny model")
+    num_layers: int = _f(4, "transformer layers of the tiny model")
+    num_heads: int = _f(4, "attention heads of the tiny model")
+    num_kv_heads: int = _f(2, "key/value heads (grouped-query attention) of the tiny model")
+
+
+@dataclass
+class ModelConfig:
+    path: Optional[str] = _f(None, "local Hugging Face model directory (or hub name where a network exists); "
+                                   "empty: build a tiny Qwen2 from model.tiny and a local tokenizer")
+    tiny: TinyModelConfig = _f(TinyModelConfig, "architecture of the model built when model.path is empty")
+    dtype: str = _f("auto", "parameter dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16")
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass to save memory")
+
+
+@dataclass
+class DataConfig:
+    train: Optional[str] = _f(None, "training prompts: a local .jsonl/.json/.parquet file; empty: the built-in task")
+    eval: Optional[str] = _f(None, "held-out prompts, same format; empty: the built-in task's held-out split")
+    task: str = _f("addition", "built-in synthetic task used when data.train is empty")
+    prompt_key: str = _f("prompt", "column holding the prompt text")
+    answer_key: str = _f("answer", "column holding the gold answer (passed to rewards as a keyword argument)")
+    num_eval: int = _f(200, "held-out prompts scored at each evaluation")
+    max_prompt_len: int = _f(256, "prompts longer than this many tokens are an error")
+    seed: int = _f(0, "seed of the built-in task's split and of the prompt order")
+
+
+@dataclass
+class WarmStartConfig:
+    steps: int = _f(400, "supervised steps on the task's answers before RL, cached by content hash; 0 skips")
+    lr: float = _f(3e-3, "learning rate of the warm start")
+    batch_size: int = _f(64, "sequences per warm-start step")
+    cache_dir: str = _f("~/.cache/rlhf", "where built models and warm starts are cached")
+
+
+@dataclass
+class RolloutConfig:
+    n: int = _f(8, "samples per prompt (the group size)")
+    prompts_per_step: int = _f(16, "prompts (groups) in each training batch")
+    gen_prompts: int = _f(16, "prompts per generation batch (dynamic sampling may need several)")
+    temperature: float = _f(1.0, "sampling temperature (the trainer scores with the same temperature)")
+    top_p: float = _f(1.0, "nucleus sampling threshold")
+    max_new_tokens: int = _f(16, "maximum response length; also DAPO's L_max")
+
+
+@dataclass
+class DynamicSamplingConfig:
+    enabled: bool = _f(False, "drop groups whose rewards are all equal and generate more until the batch is full")
+    max_gen_batches: int = _f(4, "generation batches per step at most; then train on what was kept")
+
+
+@dataclass
+class OverlongConfig:
+    shaping: bool = _f(False, "DAPO soft overlong punishment over the last cache_len tokens before max_new_tokens")
+    cache_len: int = _f(4, "DAPO's L_cache: length of the linear penalty ramp, in tokens")
+    penalty_factor: float = _f(1.0, "scale of the overlong penalty (1.0 = the paper's)")
+    filter: bool = _f(False, "mask truncated responses out of the loss (overlong filtering)")
+
+
+@dataclass
+class AlgorithmConfig:
+    adv_estimator: str = _f("grpo", "advantage estimator by name (see rlhf.algorithms.advantages)")
+    norm_eps: float = _f(1e-6, "epsilon of group standard-deviation normalisation")
+    policy_loss: str = _f("ppo", "policy loss by name (see rlhf.algorithms)")
+    eps_low: float = _f(0.2, "lower clip range: ratio >= 1 - eps_low")
+    eps_high: float = _f(0.2, "upper clip range: ratio <= 1 + eps_high (DAPO clip-higher: 0.28)")
+    dual_clip: Optional[float] = _f(None, "dual-clip constant c > 1 bounding the loss of negative advantages")
+    loss_agg: str = _f("seq-mean-token-mean", "loss aggregation: token-mean, seq-mean-token-mean, "
+                                              "seq-mean-token-sum, seq-mean-token-sum-norm")
+    kl_coef: float = _f(0.0, "coefficient of the KL-to-reference loss term; 0 disables the reference model")
+    kl_estimator: str = _f("k3", "KL estimator for the loss term: k1, k2, k3")
+    dynamic_sampling: DynamicSamplingConfig = _f(DynamicSamplingConfig, "DAPO dynamic sampling")
+    overlong: OverlongConfig = _f(OverlongConfig, "DAPO overlong reward shaping and filtering")
+
+
+@dataclass
+class TrainerConfig:
+    num_workers: int = _f(1, "data-parallel trainer actors (DeepSpeed world size)")
+    zero_stage: int = _f(0, "DeepSpeed ZeRO stage 0-3")
+    offload: bool = _f(False, "ZeRO-Offload optimizer states to CPU (needs DeepSpeed's CPU Adam build)")
+    lr: float = _f(1e-6, "learning rate of the policy")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    grad_clip: float = _f(1.0, "gradient-norm clip")
+    micro_batch_size: int = _f(32, "sequences per forward/backward on one worker")
+    mini_batches: int = _f(1, "optimizer steps per training batch (PPO mini-batches)")
+    epochs: int = _f(1, "passes over each training batch")
+    cpus_per_worker: float = _f(1.0, "Ray CPUs reserved per trainer actor")
+    gpus_per_worker: float = _f(0.0, "Ray GPUs reserved per trainer actor")
+
+
+@dataclass
+class GeneratorConfig:
+    num_workers: int = _f(1, "rollout generator actors")
+    backend: str = _f("hf", "rollout engine: hf (transformers generate) or vllm")
+    cpus_per_worker: float = _f(1.0, "Ray CPUs reserved per generator actor")
+    gpus_per_worker: float = _f(0.0, "Ray GPUs reserved per generator actor")
+
+
+@dataclass
+class RewardConfig:
+    fns: list = _f(["math_verify"], "reward functions: registered names, package.module:fn or path/file.py:fn")
+    weights: Optional[list] = _f(None, "weight of each reward function (default: all 1.0)")
+    eval_fns: list = _f(["math_verify"], "reward functions whose weighted score is the held-out accuracy")
+    default: float = _f(0.0, "reward given when a reward function raises or times out")
+    timeout_s: float = _f(10.0, "time limit of one reward call")
+    num_workers: int = _f(1, "Ray reward actors the batch is spread over")
+    processes_per_worker: int = _f(1, "isolated processes inside each reward actor")
+
+
+@dataclass
+class RunConfig:
+    steps: int = _f(20, "RL steps")
+    seed: int = _f(0, "global seed")
+    output_dir: str = _f("runs", "parent directory of run directories")
+    name: Optional[str] = _f(None, "run directory name (default: recipe and timestamp)")
+    eval_every: int = _f(5, "evaluate on held-out prompts every this many steps (0: only before and after)")
+    progress: bool = _f(True, "show a progress bar")
+    torch_threads: int = _f(0, "torch threads per actor (0: the machine's core count)")
+
+
+@dataclass
+class RayConfig:
+    address: Optional[str] = _f(None, "Ray cluster address; empty: RAY_ADDRESS, else a local cluster")
+    num_cpus: Optional[int] = _f(None, "CPUs of a local cluster (default: enough for every actor)")
+
+
+@dataclass
+class RLConfig:
+    model: ModelConfig = _f(ModelConfig, "policy model")
+    data: DataConfig = _f(DataConfig, "prompts and answers")
+    warmstart: WarmStartConfig = _f(WarmStartConfig, "supervised warm start before RL")
+    rollout: RolloutConfig = _f(RolloutConfig, "sampling")
+    algorithm: AlgorithmConfig = _f(AlgorithmConfig, "advantages, losses and DAPO features")
+    trainer: TrainerConfig = _f(TrainerConfig, "policy trainer (DeepSpeed)")
+    generator: GeneratorConfig = _f(GeneratorConfig, "rollout generators")
+    reward: RewardConfig = _f(RewardConfig, "reward functions")
+    run: RunConfig = _f(RunConfig, "loop, logging and output")
+    ray: RayConfig = _f(RayConfig, "Ray cluster")
+
+    def validate(self) -> "RLConfig":
+        from rlhf.algorithms import AGG_MODES, KL_ESTIMATORS, get_advantage_estimator, get_policy_loss
+
+        for key, name, getter in (("algorithm.adv_estimator", self.algorithm.adv_estimator, get_advantage_estimator),
+                                  ("algorithm.policy_loss", self.algorithm.policy_loss, get_policy_loss)):
+            try:
+                getter(name)
+            except ValueError as e:
+                raise ConfigError(f"{key}: {e}") from None
+        _choice("algorithm.loss_agg", self.algorithm.loss_agg, AGG_MODES)
+        _choice("algorithm.kl_estimator", self.algorithm.kl_estimator, KL_ESTIMATORS)
+        _choice("generator.backend", self.generator.backend, ("hf", "vllm"))
+        _choice("model.dtype", self.model.dtype, ("auto", "float32", "bfloat16"))
+        _choice("trainer.zero_stage", self.trainer.zero_stage, (0, 1, 2, 3))
+        r, t = self.rollout, self.trainer
+        if r.n < 2:
+            raise ConfigError(f"rollout.n={r.n}: group advantages need at least 2 samples per prompt")
+        batch = r.prompts_per_step * r.n
+        per_rank = batch // (t.num_workers * t.mini_batches)
+        if batch % (t.num_workers * t.mini_batches) or per_rank % t.micro_batch_size and per_rank > t.micro_batch_size:
+            raise ConfigError(
+                f"rollout.prompts_per_step*rollout.n = {batch} sequences must split evenly into "
+                f"trainer.num_workers={t.num_workers} x trainer.mini_batches={t.mini_batches} shards, each a "
+                f"multiple of trainer.micro_batch_size={t.micro_batch_size} (or smaller than it)")
+        if self.reward.weights is not None and len(self.reward.weights) != len(self.reward.fns):
+            raise ConfigError(f"reward.weights has {len(self.reward.weights)} entries but reward.fns has "
+                              f"{len(self.reward.fns)}: give one weight per function")
+        if self.algorithm.overlong.shaping and not 0 < self.algorithm.overlong.cache_len < r.max_new_tokens:
+            raise ConfigError(f"algorithm.overlong.cache_len={self.algorithm.overlong.cache_len} must be in "
+                              f"(0, rollout.max_new_tokens={r.max_new_tokens})")
+        if self.algorithm.dual_clip is not None and self.algorithm.dual_clip <= 1:
+            raise ConfigError(f"algorithm.dual_clip={self.algorithm.dual_clip} must be > 1 (or empty)")
+        return self
+
+
+def _choice(key: str, value: Any, valid: tuple) -> None:
+    if value not in valid:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(str, valid))}")
+
+
+# ---- loading -------------------------------------------------------------------------------
+
+def schema_keys(cls: type, prefix: str = "") -> dict[str, dataclasses.Field]:
+    """Flattened `a.b.c` -> field for every leaf of a config dataclass tree."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(schema_keys(hints[f.name], key + "."))
+        else:
+            out[key] = f
+    return out
+
+
+def _check_keys(cls: type, keys: list[str], source: str) -> None:
+    valid = schema_keys(cls)
+    groups = {k.rsplit(".", 1)[0] for k in valid if "." in k}
+    for key in keys:
+        if key in valid or key in groups:
+            continue
+        near = difflib.get_close_matches(key, list(valid) + sorted(groups), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(near)}?" if near else "; run with --help for the valid keys"
+        raise ConfigError(f"unknown config key '{key}' ({source}){hint}")
+
+
+def _flat_keys(d: Any, prefix: str = "") -> list[str]:
+    if not isinstance(d, dict):
+        return [prefix[:-1]]
+    keys = []
+    for k, v in d.items():
+        keys += _flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
+    return keys
+
+
+def load_config(cls: type, defaults: Any, args: list[str]) -> Any:
+    """Schema `cls`, recipe `defaults` (an instance), then `--config file.yaml`, then dotlist `args`."""
+    base = OmegaConf.structured(defaults)
+    layers = []
+    rest = list(args)
+    while "--config" in rest:
+        i = rest.index("--config")
+        if i + 1 >= len(rest):
+            raise ConfigError("--config needs a YAML file path")
+        path = rest.pop(i + 1)
+        rest.pop(i)
+        try:
+            loaded = OmegaConf.load(path)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except Exception as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        _check_keys(cls, _flat_keys(OmegaConf.to_container(loaded)), path)
+        layers.append(loaded)
+    for a in rest:
+        if "=" not in a or a.startswith("-"):
+            raise ConfigError(f"cannot parse argument '{a}': expected key=value (e.g. trainer.lr=1e-5) or --config FILE")
+    _check_keys(cls, [a.split("=", 1)[0].lstrip("+") for a in rest], "command line")
+    try:
+        layers.append(OmegaConf.from_dotlist(rest))
+        merged = OmegaConf.merge(base, *layers)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_explain(cls, e)) from None
+    return cfg.validate() if hasattr(cfg, "validate") else cfg
+
+
+def _explain(cls: type, e: OmegaConfBaseException) -> str:
+    key = getattr(e, "full_key", None) or "?"
+    f = schema_keys(cls).get(key)
+    expected = str(f.type).replace("Optional[", "").rstrip("]") if f else "?"
+    msg = str(e).split("\n")[0]
+    return f"config key '{key}': {msg} (expected {expected})"
+
+
+def format_help(cls: type, defaults: Any, prog: str) -> str:
+    lines = [f"usage: python -m {prog} [--config FILE.yaml] [key=value ...]", "", "Config keys (default  meaning):"]
+    flat = OmegaConf.to_container(OmegaConf.structured(defaults))
+    for key, f in schema_keys(cls).items():
+        value = flat
+        for part in key.split("."):
+            value = value[part]
+        lines.append(f"  {key} = {value!r:<14}  {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def parse_cli(cls: type, defaults: Any, prog: str, argv: Optional[list[str]] = None) -> Any:
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:
+        print(format_help(cls, defaults, prog))
+        raise SystemExit(0)
+    try:
+        return load_config(cls, defaults, argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def to_dict(cfg: Any) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))

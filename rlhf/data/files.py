@@ -1,0 +1,63 @@
+"""Rows from local data files, with errors that name the file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Missing, malformed or empty data; the message names the file (and line)."""
+
+
+def read_rows(path: str) -> list[dict]:
+    """Rows of a .jsonl, .json (list of objects) or .parquet file."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DataError(f"data file not found: {path}")
+    suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
+    if suffix in (".jsonl", ".jsonl.gz"):
+        rows = _read_jsonl(p)
+    elif suffix == ".json":
+        try:
+            rows = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise DataError(f"{path}: expected a JSON list of objects")
+    elif suffix == ".parquet":
+        import datasets
+
+        rows = datasets.Dataset.from_parquet(str(p)).to_list()
+    else:
+        raise DataError(f"{path}: unsupported data format '{suffix}' (use .jsonl, .json or .parquet)")
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def _read_jsonl(p: Path) -> list[dict]:
+    import gzip
+
+    opener = gzip.open if p.suffix == ".gz" else open
+    rows = []
+    with opener(p, "rt", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{p}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{p}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def require_columns(rows: list[dict], columns: list[str], source: str) -> None:
+    for i, row in enumerate(rows):
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise DataError(f"{source}: row {i + 1} has no column {', '.join(repr(c) for c in missing)} "
+                            f"(columns: {', '.join(row)}); set data.prompt_key / data.answer_key")

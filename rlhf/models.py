@@ -1,0 +1,123 @@
+"""Building, caching, loading and scoring causal LMs (no hub needed: tiny models are
+built from a config and saved locally with a locally built tokenizer)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from rlhf.algorithms import token_logprobs
+
+
+class ModelPathError(FileNotFoundError):
+    """model.path names nothing loadable."""
+
+
+def cache_root(cache_dir: str) -> Path:
+    return Path(os.environ.get("RLHF_CACHE", cache_dir)).expanduser()
+
+
+def content_key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_model_path(path: str) -> None:
+    """A local directory with config.json, or a hub-style name (`org/name`) when no such directory exists."""
+    p = Path(path).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ModelPathError(f"model.path={path}: directory has no config.json (not a Hugging Face model)")
+        return
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") != 1
+    if looks_local:
+        raise ModelPathError(f"model.path={path}: no such directory")
+
+
+def build_tiny_model(tiny, tokenizer, seed: int):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=tiny.hidden_size, intermediate_size=tiny.intermediate_size,
+        num_hidden_layers=tiny.num_layers, num_attention_heads=tiny.num_heads,
+        num_key_value_heads=tiny.num_kv_heads, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(config)
+
+
+def tiny_model_path(tiny, cache_dir: str, seed: int) -> str:
+    """Build (once) and cache the tiny Qwen2 + byte tokenizer; returns its directory."""
+    from dataclasses import asdict
+
+    from rlhf.data.tokenizer import build_byte_tokenizer
+
+    out = cache_root(cache_dir) / "models" / f"tiny-qwen2-{content_key(asdict(tiny), seed, 'v1')}"
+    if not (out / "config.json").is_file():
+        tok = build_byte_tokenizer()
+        model = build_tiny_model(tiny, tok, seed)
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        _atomic_replace(tmp, out)
+    return str(out)
+
+
+def _atomic_replace(tmp: Path, out: Path) -> None:
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished first; theirs is identical
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def load_causal_lm(path: str, dtype: torch.dtype, device: str = "cpu"):
+    from transformers import AutoModelForCausalLM
+
+    check_model_path(path)
+    attn = "flash_attention_2" if device != "cpu" and _has_flash_attn() else "sdpa"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+    return model.to(device)
+
+
+def _has_flash_attn() -> bool:
+    try:
+        import flash_attn  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def position_ids_from_mask(attention_mask_BT: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding, as `generate` computes them."""
+    return (attention_mask_BT.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def response_logprobs(model, input_ids_BT, attention_mask_BT, response_len: int, temperature: float = 1.0):
+    """Log-probs [B, R] of the last `response_len` tokens under `model` at `temperature`."""
+    out = model(input_ids=input_ids_BT, attention_mask=attention_mask_BT,
+                position_ids=position_ids_from_mask(attention_mask_BT), use_cache=False)
+    # logits at t predict token t+1: the R response tokens are predicted by positions [-R-1, -1)
+    logits_BRV = out.logits[:, -response_len - 1:-1, :]
+    return token_logprobs(logits_BRV, input_ids_BT[:, -response_len:], temperature=temperature)

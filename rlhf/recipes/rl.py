@@ -1,0 +1,236 @@
+"""The RL step shared by GRPO and DAPO, as named phases, each timed:
+
+    collect   generate -> reward (+ overlong shaping) -> dynamic sampling, until the batch is full
+    prepare   reference log-probs (KL term), old log-probs (several updates per batch), advantages
+    update    one optimizer step per mini-batch on the DeepSpeed trainer actors
+    sync      trainer weights -> generators
+
+The driver holds no model: it moves token ids and small tensors between the actors.
+Recipes differ only in their config (see `rlhf.recipes.dapo` / `rlhf.recipes.grpo`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+
+import torch
+
+from rlhf.actors.generator import SamplingSettings
+from rlhf.actors.trainer import PolicyLossSettings
+from rlhf.algorithms import get_advantage_estimator, groups_with_signal, overlong_penalty
+from rlhf.batch import Completion, collate, num_rows, split_rows, trim_padding
+from rlhf.data.prompts import PromptSampler, PromptSet
+
+log = logging.getLogger(__name__)
+
+
+class RLLoop:
+    def __init__(self, cfg, roles, tokenizer, train: PromptSet, evalset: PromptSet, transport):
+        self.cfg, self.roles, self.tokenizer = cfg, roles, tokenizer
+        self.train, self.evalset, self.transport = train, evalset, transport
+        self.sampler = PromptSampler(len(train), cfg.data.seed)
+        self.version = 0  # optimizer steps taken so far: the policy version
+        self.step_idx = 0
+        self.timing: dict[str, float] = {}
+
+    # ---- phases ------------------------------------------------------------------------
+
+    def generate(self, prompts: PromptSet, s: SamplingSettings) -> list[Completion]:
+        """`s.n` completions per prompt, prompt-major; prompts are spread over the generators."""
+        gens = self.roles.generators
+        k = len(gens)
+        chunks = [c for c in (list(range(len(prompts)))[i::k] for i in range(k)) if c]
+        results = gens.scatter(
+            lambda g, c: g.generate.remote([prompts.prompt_ids[i] for i in c[1]],
+                                           SamplingSettings(s.n, s.temperature, s.top_p, s.max_new_tokens,
+                                                            s.seed + c[0])),
+            list(enumerate(chunks)))
+        out: list = [None] * len(prompts)
+        for chunk, comps in zip(chunks, results):
+            for j, i in enumerate(chunk):
+                out[i] = comps[j * s.n:(j + 1) * s.n]
+        return [c for group in out for c in group]
+
+    def score(self, prompts: PromptSet, completions: list[Completion], n: int, split: str = "train"):
+        """Rewards of every completion (rule rewards on the reward actors), and their metrics."""
+        texts = [self.tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
+        rep = lambda xs: [x for x in xs for _ in range(n)]  # noqa: E731  (one entry per completion)
+        prompts_rep = rep(prompts.prompts)
+        columns = {k: rep(v) for k, v in prompts.columns.items()}
+        lengths = [len(c.token_ids) for c in completions]
+        truncated = [not c.finished for c in completions]
+        w = len(self.roles.rewards)
+        parts = [range(i * len(texts) // w, (i + 1) * len(texts) // w) for i in range(w)]
+        results = self.roles.rewards.scatter(
+            lambda a, p: a.score.remote([prompts_rep[i] for i in p], [texts[i] for i in p],
+                                        {k: [v[i] for i in p] for k, v in columns.items()},
+                                        [lengths[i] for i in p], [truncated[i] for i in p], split), parts)
+        scores = torch.tensor([s for r, _ in results for s in r], dtype=torch.float32)
+        metrics = _combine_reward_metrics([m for _, m in results], [len(p) for p in parts])
+        return scores, metrics
+
+    def collect(self) -> tuple[dict, torch.Tensor, dict]:
+        """A full training batch of `prompts_per_step` groups; with dynamic sampling (DAPO eq. 11)
+        groups whose rewards are all equal are dropped and more are generated, up to
+        `max_gen_batches` generation batches; if still short, dropped groups fill the
+        batch with their loss masked out (logged as `dynamic_sampling/padded_groups`)."""
+        r, a = self.cfg.rollout, self.cfg.algorithm
+        ds = a.dynamic_sampling
+        want, n = r.prompts_per_step, r.n
+        gen_prompts = r.gen_prompts if ds.enabled else r.prompts_per_step
+        kept, dropped, metrics_list = [], [], []
+        gen_batches = 0
+        while len(kept) < want and (gen_batches < ds.max_gen_batches or not ds.enabled):
+            prompts = self.train.select(self.sampler.next(gen_prompts))
+            settings = SamplingSettings(n, r.temperature, r.top_p, r.max_new_tokens,
+                                        seed=self.cfg.run.seed * 1_000_003 + self.step_idx * 1009 + gen_batches)
+            completions = self.generate(prompts, settings)
+            scores, metrics = self.score(prompts, completions, n)
+            scores, shaping = self._shape(scores, completions)
+            metrics |= shaping
+            keep_G = groups_with_signal(scores, n) if ds.enabled else torch.ones(len(prompts), dtype=torch.bool)
+            for g in range(len(prompts)):
+                group = (prompts.prompt_ids[g], completions[g * n:(g + 1) * n], scores[g * n:(g + 1) * n])
+                (kept if keep_G[g] else dropped).append(group)
+            metrics["dynamic_sampling/kept_frac"] = float(keep_G.float().mean())
+            metrics_list.append(metrics)
+            gen_batches += 1
+            if not ds.enabled:
+                break
+        padded = max(0, want - len(kept))
+        groups = kept[:want] + dropped[:padded]
+        prompt_ids = [p for p, comps, _ in groups for _ in comps]
+        batch = collate(prompt_ids, [c for _, comps, _ in groups for c in comps], self.tokenizer.pad_token_id)
+        scores = torch.cat([s for _, _, s in groups])
+        if padded:
+            batch["response_mask_BR"][len(kept) * n:] = 0
+        if a.overlong.filter:  # DAPO overlong filtering: truncated samples carry no loss
+            finished = torch.tensor([c.finished for _, comps, _ in groups for c in comps])
+            batch["response_mask_BR"][~finished] = 0
+        metrics = _mean_dicts(metrics_list)
+        metrics |= {"dynamic_sampling/gen_batches": gen_batches, "dynamic_sampling/padded_groups": padded,
+                    "dynamic_sampling/filtered_frac": len(dropped) / max(1, len(kept) + len(dropped))}
+        metrics |= _response_metrics(batch, scores, [c for _, comps, _ in groups for c in comps])
+        return batch, scores, metrics
+
+    def _shape(self, scores: torch.Tensor, completions: list[Completion]):
+        o = self.cfg.algorithm.overlong
+        if not o.shaping:
+            return scores, {}
+        lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
+        penalty = overlong_penalty(lengths, max_len=self.cfg.rollout.max_new_tokens, cache_len=o.cache_len,
+                                   penalty_factor=o.penalty_factor)
+        return scores + penalty, {"reward/overlong_penalty": float(penalty.mean())}
+
+    def prepare(self, batch: dict, scores: torch.Tensor) -> dict:
+        a, t = self.cfg.algorithm, self.cfg.trainer
+        temp = self.cfg.rollout.temperature
+        if a.kl_coef > 0:
+            (batch["ref_logprobs_BR"],) = self.roles.reference.each(lambda ref: ref.logprobs.remote(batch, temp))
+        if t.mini_batches * t.epochs > 1:  # otherwise pi_old is the policy itself: ratio 1 at the step
+            shards = split_rows(batch, len(self.roles.trainers))
+            batch["old_logprobs_BR"] = torch.cat(self.roles.trainers.scatter(
+                lambda tr, s: tr.logprobs.remote(trim_padding(s), temp), shards))
+        estimator = get_advantage_estimator(a.adv_estimator)
+        batch["advantages_BR"], _ = estimator(response_mask_BR=batch["response_mask_BR"], scores_B=scores,
+                                              group_size=self.cfg.rollout.n, eps=a.norm_eps)
+        return batch
+
+    def update(self, batch: dict) -> dict:
+        t, a = self.cfg.trainer, self.cfg.algorithm
+        world = len(self.roles.trainers)
+        per_rank: list[list] = [[] for _ in range(world)]
+        counts = []
+        for _ in range(t.epochs):
+            for mb in split_rows(batch, t.mini_batches):
+                mask = mb["response_mask_BR"]
+                counts.append({"num_tokens": float(mask.sum()), "num_seqs": float((mask.sum(1) > 0).sum())})
+                for rank, shard in enumerate(split_rows(mb, world)):
+                    per_rank[rank].append(trim_padding(shard))
+        loss = PolicyLossSettings(
+            name=a.policy_loss, eps_low=a.eps_low, eps_high=a.eps_high, dual_clip=a.dual_clip,
+            agg_mode=a.loss_agg, norm_len=self.cfg.rollout.max_new_tokens, kl_coef=a.kl_coef,
+            kl_estimator=a.kl_estimator, temperature=self.cfg.rollout.temperature)
+        results = self.roles.trainers.scatter(lambda tr, shards: tr.train_rl.remote(shards, counts, loss), per_rank)
+        self.version += t.mini_batches * t.epochs
+        return combine_rank_metrics(results)
+
+    def sync(self) -> dict:
+        stats = self.transport.sync(self.roles.trainers, self.roles.generators, self.version)
+        return {"sync/seconds": stats.seconds, "sync/bytes": stats.num_bytes}
+
+    # ---- one step and evaluation -------------------------------------------------------
+
+    def step(self) -> dict:
+        self.timing = {}
+        with self._timed("collect"):
+            batch, scores, metrics = self.collect()
+        with self._timed("prepare"):
+            batch = self.prepare(batch, scores)
+        with self._timed("update"):
+            metrics |= self.update(batch)
+        with self._timed("sync"):
+            metrics |= self.sync()
+        self.step_idx += 1
+        tokens = float(batch["response_mask_BR"].sum())
+        total = sum(self.timing.values())
+        metrics |= {f"timing/{k}_s": v for k, v in self.timing.items()}
+        metrics |= {"timing/step_s": total, "throughput/response_tokens_per_s": tokens / max(total, 1e-9),
+                    "step": self.step_idx, "policy_version": self.version}
+        return metrics
+
+    def evaluate(self) -> dict:
+        """Greedy held-out accuracy: the weighted score of `reward.eval_fns` on greedy completions."""
+        r = self.cfg.rollout
+        t0 = time.perf_counter()
+        settings = SamplingSettings(1, 0.0, 1.0, r.max_new_tokens, seed=0)
+        completions = self.generate(self.evalset, settings)
+        scores, _ = self.score(self.evalset, completions, 1, split="eval")
+        return {"eval/accuracy": float(scores.mean()), "eval/response_length": _mean_len(completions),
+                "eval/seconds": time.perf_counter() - t0, "step": self.step_idx}
+
+    @contextmanager
+    def _timed(self, phase: str):
+        t0 = time.perf_counter()
+        yield
+        self.timing[phase] = time.perf_counter() - t0
+
+
+# ---- metric helpers ------------------------------------------------------------------------
+
+def combine_rank_metrics(per_rank: list[dict]) -> dict:
+    """Losses are additive over ranks (global normalisers); everything else is averaged."""
+    out = {}
+    for k in per_rank[0]:
+        vals = [m[k] for m in per_rank]
+        out[k] = sum(vals) if k.endswith("_loss") else sum(vals) / len(vals)
+    return out
+
+
+def _combine_reward_metrics(parts: list[dict], sizes: list[int]) -> dict:
+    """Counts (`/failures`) add up over reward actors; means are weighted by items scored."""
+    out: dict[str, float] = {}
+    total = sum(sizes)
+    for metrics, size in zip(parts, sizes):
+        for k, v in metrics.items():
+            out[k] = out.get(k, 0.0) + (v if k.endswith("/failures") else v * size / max(total, 1))
+    return out
+
+
+def _mean_dicts(dicts: list[dict]) -> dict:
+    keys = {k for d in dicts for k in d}
+    return {k: sum(d[k] for d in dicts if k in d) / sum(k in d for d in dicts) for k in keys}
+
+
+def _response_metrics(batch: dict, scores: torch.Tensor, completions: list[Completion]) -> dict:
+    lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
+    return {"reward/mean": float(scores.mean()), "reward/std": float(scores.std()),
+            "response/length_mean": float(lengths.mean()), "response/length_max": float(lengths.max()),
+            "response/truncated_frac": float(sum(not c.finished for c in completions) / len(completions)),
+            "batch/sequences": num_rows(batch), "batch/loss_tokens": float(batch["response_mask_BR"].sum())}
+
+
+def _mean_len(completions: list[Completion]) -> float:
+    return sum(len(c.token_ids) for c in completions) / max(1, len(completions))

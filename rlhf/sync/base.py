@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import ray
+
+
+@dataclass
+class SyncStats:
+    seconds: float
+    num_bytes: int
+    version: int
+
+
+class WeightTransport(Protocol):
+    def sync(self, trainers, generators, version: int) -> SyncStats:
+        """Make every generator hold the trainers' current weights, tagged `version`."""
+
+
+class ObjectStoreTransport:
+    """CPU transport: one `ray.put` by trainer rank 0, one read per generator (zero-copy on a node)."""
+
+    def sync(self, trainers, generators, version: int) -> SyncStats:
+        t0 = time.perf_counter()
+        published = trainers.each(lambda a: a.publish_weights.remote())
+        (ref,) = published[0]  # rank 0 holds the weights; other ranks took part in the gather
+        versions = generators.each(lambda g: g.load_weights.remote(ref, version))
+        assert versions == [version] * len(generators)
+        size = ray.get(trainers.actors[0].weights_nbytes.remote())
+        return SyncStats(time.perf_counter() - t0, size, version)
+
+
+def make_transport(backend: str) -> WeightTransport:
+    """The transport for a generator backend/placement."""
+    if backend == "hf":
+        return ObjectStoreTransport()
+    raise NotImplementedError(f"no weight transport for generator backend {backend!r} yet")
