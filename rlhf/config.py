@@ -64,7 +64,8 @@ class DataConfig:
 @dataclass
 class WarmStartConfig:
     steps: int = _f(400, "supervised steps on the task's answers before RL, cached by content hash; 0 skips")
-    lr: float = _f(3e-3, "learning rate of the warm start")
+    lr: float = _f(3e-3, "peak learning rate of the warm start (linear warmup, then linear decay to 0)")
+    warmup_steps: int = _f(50, "warm-start learning-rate warmup steps")
     batch_size: int = _f(64, "sequences per warm-start step")
     cache_dir: str = _f("~/.cache/rlhf", "where built models and warm starts are cached")
 
@@ -114,7 +115,8 @@ class TrainerConfig:
     num_workers: int = _f(1, "data-parallel trainer actors (DeepSpeed world size)")
     zero_stage: int = _f(0, "DeepSpeed ZeRO stage 0-3")
     offload: bool = _f(False, "ZeRO-Offload optimizer states to CPU (needs DeepSpeed's CPU Adam build)")
-    lr: float = _f(1e-6, "learning rate of the policy")
+    lr: float = _f(1e-6, "learning rate of the policy (constant after warmup)")
+    warmup_steps: int = _f(0, "learning-rate warmup, in optimizer steps")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     grad_clip: float = _f(1.0, "gradient-norm clip")
     micro_batch_size: int = _f(32, "sequences per forward/backward on one worker")
@@ -151,6 +153,7 @@ class RunConfig:
     name: Optional[str] = _f(None, "run directory name (default: recipe and timestamp)")
     eval_every: int = _f(5, "evaluate on held-out prompts every this many steps (0: only before and after)")
     progress: bool = _f(True, "show a progress bar")
+    save_policy: bool = _f(True, "save the trained policy (Hugging Face format) to <run dir>/policy")
     torch_threads: int = _f(0, "torch threads per actor (0: the machine's core count)")
 
 

@@ -30,6 +30,8 @@ class OptimSettings:
     micro_batch_size: int = 32
     grad_accum: int = 1  # micro-batches per optimizer step on one rank
     gradient_checkpointing: bool = False
+    warmup_steps: int = 0  # linear warmup from 0 to lr
+    decay_steps: int = 0  # > 0: then decay linearly to 0 at this step; 0: constant after warmup
 
 
 @dataclass
@@ -83,6 +85,14 @@ class PolicyTrainer:
             "zero_allow_untested_optimizer": True,
             "steps_per_print": 2**31 - 1,
         }
+        if o.decay_steps:
+            config["scheduler"] = {"type": "WarmupDecayLR", "params": {
+                "warmup_min_lr": 0.0, "warmup_max_lr": o.lr, "warmup_num_steps": o.warmup_steps,
+                "warmup_type": "linear", "total_num_steps": o.decay_steps}}
+        elif o.warmup_steps:
+            config["scheduler"] = {"type": "WarmupLR", "params": {
+                "warmup_min_lr": 0.0, "warmup_max_lr": o.lr, "warmup_num_steps": o.warmup_steps,
+                "warmup_type": "linear"}}
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
 
     # ---- RL ----------------------------------------------------------------------------
@@ -117,16 +127,17 @@ class PolicyTrainer:
                                              eps_low=loss.eps_low, eps_high=loss.eps_high,
                                              dual_clip=loss.dual_clip, **agg)
                 metrics = {f"actor/{k}": v for k, v in metrics.items()}
-                metrics["actor/pg_loss"] = float(value)
+                metrics["actor/pg_loss"] = value.item()
                 if loss.kl_coef > 0:
                     kl = aggregate_loss(kl_estimate(lp, mb["ref_logprobs_BR"].to(self.device), loss.kl_estimator),
                                         mask, **agg)
                     value = value + loss.kl_coef * kl
-                    metrics["actor/kl_loss"] = float(kl)
+                    metrics["actor/kl_loss"] = kl.item()
                 self.engine.backward(value * self.world_size, scale_wrt_gas=False)
                 self.engine.step()
                 _accumulate(step_metrics, metrics)
             step_metrics["actor/grad_norm"] = _grad_norm(self.engine)
+            step_metrics["actor/lr"] = self.engine.get_lr()[0]
             history.append(step_metrics)
         self.version += len(minibatches)
         return _mean_over(history)
@@ -146,7 +157,7 @@ class PolicyTrainer:
             loss = aggregate_loss(-lp, mb["loss_mask_BT"][:, 1:].to(self.device), "token-mean", num_tokens=num_tokens)
             self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
             self.engine.step()
-            total += float(loss)
+            total += loss.item()
         self.version += 1
         return {"sft/loss": total, "sft/grad_norm": _grad_norm(self.engine)}
 

@@ -1,7 +1,13 @@
 """Built-in synthetic tasks with verifiable answers, for runs without data or internet.
 
-`addition`: "What is 37 + 45?" -> "\\boxed{82}". Every pair of two-digit numbers is one
-row; a fixed, seeded 10% of pairs is held out, so the held-out split is never trained on.
+`addition`: "What is 37 + 45?" -> "7+5=12 3+4+1=8 \\boxed{82}" (units, then tens with the
+carry, then the boxed sum). Every pair of two-digit numbers is one row; a fixed, seeded 10%
+of pairs is held out, so the held-out split is never trained on.
+
+The `response` column (what a warm start imitates) is written by a sloppy student: in
+`CARRY_SLIP` of the problems whose units carry, it forgets the carry ("3+4=7", so 72). A
+model fitted to it learns a systematic reasoning error, as a pretrained model brings its
+habits, which the verifiable reward (`answer` is always right) lets RL correct.
 """
 
 from __future__ import annotations
@@ -9,16 +15,29 @@ from __future__ import annotations
 import random
 
 
+CARRY_SLIP = 0.6
+
+
 def addition_rows(split: str, seed: int = 0) -> list[dict]:
-    """Rows with `prompt` (user text), `answer` (gold number) and `response` (a worked answer)."""
+    """Rows with `prompt` (user text), `answer` (gold sum) and `response` (the student's answer)."""
+    rng = random.Random(seed)
     pairs = [(a, b) for a in range(10, 100) for b in range(10, 100)]
-    random.Random(seed).shuffle(pairs)
+    rng.shuffle(pairs)
     cut = len(pairs) // 10
     chosen = pairs[:cut] if split == "eval" else pairs[cut:]
-    return [
-        {"prompt": f"What is {a} + {b}?", "answer": str(a + b), "response": f"\\boxed{{{a + b}}}"}
-        for a, b in chosen
-    ]
+    rows = []
+    for a, b in chosen:
+        rows.append({"prompt": f"What is {a} + {b}?", "answer": str(a + b),
+                     "response": _worked_sum(a, b, slip=rng.random() < CARRY_SLIP)})
+    return rows
+
+
+def _worked_sum(a: int, b: int, slip: bool) -> str:
+    units = a % 10 + b % 10
+    carry = units // 10 if not slip else 0
+    tens = a // 10 + b // 10 + carry
+    plus = "+1" if carry else ""
+    return f"{a % 10}+{b % 10}={units} {a // 10}+{b // 10}{plus}={tens} \\boxed{{{tens * 10 + units % 10}}}"
 
 
 TASKS = {"addition": addition_rows}

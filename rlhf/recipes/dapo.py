@@ -17,7 +17,7 @@ With no arguments it runs the embedded default on CPU: a tiny Qwen2 learns 2-dig
 
 from __future__ import annotations
 
-from rlhf.config import RLConfig, parse_cli
+from rlhf.config import RLConfig
 
 
 def dapo_defaults() -> RLConfig:
@@ -32,16 +32,17 @@ def dapo_defaults() -> RLConfig:
 
 def embedded_defaults(cfg: RLConfig) -> None:
     """Sizes for the built-in task on a laptop CPU (a tiny model; override for real runs)."""
-    cfg.trainer.lr = 2e-4
+    cfg.trainer.lr = 5e-5
     cfg.rollout.n, cfg.rollout.prompts_per_step, cfg.rollout.gen_prompts = 8, 16, 24
-    cfg.rollout.max_new_tokens = 16
-    cfg.run.steps = 20
+    cfg.rollout.max_new_tokens = 40  # worked answers are <= 28 tokens
+    cfg.algorithm.overlong.cache_len = 8
+    cfg.run.steps = 30
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rlhf.recipes.driver import run_rl
+    from rlhf.recipes.driver import cli
 
-    return run_rl(parse_cli(RLConfig, dapo_defaults(), "rlhf.recipes.dapo", argv), "dapo")
+    return cli("dapo", dapo_defaults(), argv)
 
 
 if __name__ == "__main__":

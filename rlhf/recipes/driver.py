@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from rlhf.cluster import init_ray
 from rlhf.config import to_dict
+from rlhf.data.files import DataError
 from rlhf.data.prompts import build_prompt_set, load_rows
 from rlhf.models import check_model_path, load_tokenizer, tiny_model_path
 from rlhf.recipes.rl import RLLoop
@@ -41,9 +42,25 @@ def check_inputs(cfg):
         fn = load_reward(spec)
         missing = [c for c in fn.required_columns if c not in sets[0].columns]
         if missing:
-            raise ValueError(f"reward {spec!r} needs dataset column(s) {missing}; the data has "
-                             f"{sorted(sets[0].columns)}")
+            raise DataError(f"reward {spec!r} needs dataset column(s) {missing}; the data has "
+                            f"{sorted(sets[0].columns)}")
     return base, tokenizer, sets[0], sets[1]
+
+
+def cli(recipe: str, defaults, argv=None) -> dict:
+    """`python -m rlhf.recipes.<recipe>`: bad input ends the run with one clear line, exit code 2."""
+    import sys
+
+    from rlhf.config import RLConfig, parse_cli
+    from rlhf.models import ModelPathError
+    from rlhf.reward import RewardSpecError
+
+    cfg = parse_cli(RLConfig, defaults, f"rlhf.recipes.{recipe}", argv)
+    try:
+        return run_rl(cfg, recipe)
+    except (DataError, ModelPathError, RewardSpecError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def run_rl(cfg, recipe: str) -> dict:
@@ -75,6 +92,9 @@ def run_rl(cfg, recipe: str) -> dict:
             "run_dir": str(run_dir),
             "final_reward_mean": next((r["reward/mean"] for r in reversed(tracker.history) if "reward/mean" in r), None),
         }
+        if cfg.run.save_policy:
+            roles.trainers.each(lambda a: a.save_pretrained.remote(str(run_dir / "policy")))
+            summary["policy_path"] = str(run_dir / "policy")
         tracker.plot()
         tracker.write_summary(summary)
     finally:

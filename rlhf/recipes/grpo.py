@@ -12,7 +12,7 @@ No dynamic sampling, no overlong shaping.
 
 from __future__ import annotations
 
-from rlhf.config import RLConfig, parse_cli
+from rlhf.config import RLConfig
 from rlhf.recipes.dapo import embedded_defaults
 
 
@@ -27,9 +27,9 @@ def grpo_defaults() -> RLConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rlhf.recipes.driver import run_rl
+    from rlhf.recipes.driver import cli
 
-    return run_rl(parse_cli(RLConfig, grpo_defaults(), "rlhf.recipes.grpo", argv), "grpo")
+    return cli("grpo", grpo_defaults(), argv)
 
 
 if __name__ == "__main__":

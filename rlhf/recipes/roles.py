@@ -33,7 +33,7 @@ def rl_optim(cfg) -> OptimSettings:
     micro = min(t.micro_batch_size, per_rank)
     return OptimSettings(lr=t.lr, weight_decay=t.weight_decay, grad_clip=t.grad_clip, zero_stage=t.zero_stage,
                          offload=t.offload, micro_batch_size=micro, grad_accum=per_rank // micro,
-                         gradient_checkpointing=cfg.model.gradient_checkpointing)
+                         gradient_checkpointing=cfg.model.gradient_checkpointing, warmup_steps=t.warmup_steps)
 
 
 def create_generators(cfg, model_path: str) -> ActorGroup:

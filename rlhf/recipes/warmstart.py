@@ -40,7 +40,8 @@ def warm_start(cfg, base_path: str, tokenizer) -> str:
     per_rank = max(1, ws.batch_size // world)
     micro = min(cfg.trainer.micro_batch_size, per_rank)
     optim = OptimSettings(lr=ws.lr, grad_clip=cfg.trainer.grad_clip, zero_stage=cfg.trainer.zero_stage,
-                          micro_batch_size=micro, grad_accum=max(1, per_rank // micro))
+                          micro_batch_size=micro, grad_accum=max(1, per_rank // micro),
+                          warmup_steps=min(ws.warmup_steps, ws.steps), decay_steps=ws.steps)
     trainers = create_trainers(cfg, base_path, optim)
     rng = random.Random(cfg.run.seed)
     bar = tqdm(range(ws.steps), desc="warm start (SFT)", disable=not cfg.run.progress)

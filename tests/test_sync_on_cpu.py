@@ -1,0 +1,55 @@
+"""After a trainer update and a sync, the generator scores sequences exactly as the trainer does."""
+
+import pytest
+import ray
+import torch
+
+from rlhf.actors.generator import SamplingSettings
+from rlhf.actors.trainer import PolicyLossSettings
+from rlhf.batch import collate, split_rows
+from rlhf.config import RLConfig
+from rlhf.data.synthetic import task_rows
+from rlhf.models import load_tokenizer, tiny_model_path
+from rlhf.recipes.dapo import dapo_defaults
+from rlhf.recipes.roles import create_generators, create_trainers, rl_optim
+from rlhf.sync import make_transport
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=4, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("world,stage", [(1, 0), (2, 3)])
+def test_generator_matches_trainer_after_sync(ray_local, tmp_path, world, stage):
+    cfg: RLConfig = dapo_defaults()
+    cfg.warmstart.cache_dir = str(tmp_path)
+    cfg.trainer.num_workers, cfg.trainer.zero_stage, cfg.trainer.lr = world, stage, 1e-2
+    cfg.rollout.prompts_per_step, cfg.rollout.n = 2, 4
+    cfg.generator.cpus_per_worker = cfg.trainer.cpus_per_worker = 0.5
+    path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
+    tok = load_tokenizer(path)
+    trainers = create_trainers(cfg, path, rl_optim(cfg))
+    generators = create_generators(cfg, path)
+    try:
+        prompts = [tok.apply_chat_template([{"role": "user", "content": r["prompt"]}], tokenize=False,
+                                           add_generation_prompt=True) for r in task_rows("addition", "eval")[:2]]
+        prompt_ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        comps = ray.get(generators.actors[0].generate.remote(prompt_ids, SamplingSettings(n=4, max_new_tokens=8)))
+        batch = collate([p for p in prompt_ids for _ in range(4)], comps, tok.pad_token_id)
+        batch["advantages_BR"] = torch.randn(8, 1) * batch["response_mask_BR"]
+        shards = split_rows(batch, world)
+        mask = batch["response_mask_BR"]
+        counts = [{"num_tokens": float(mask.sum()), "num_seqs": 8.0}]
+        trainers.scatter(lambda t, s: t.train_rl.remote([s], counts, PolicyLossSettings()), shards)
+        trained = torch.cat(trainers.scatter(lambda t, s: t.logprobs.remote(s), shards))
+        stale = ray.get(generators.actors[0].logprobs.remote(batch))
+        assert ((stale - trained).abs() * mask).max() > 1e-3  # the update changed the policy
+        make_transport("hf").sync(trainers, generators, version=1)
+        synced = ray.get(generators.actors[0].logprobs.remote(batch))
+        assert torch.allclose(synced * mask, trained * mask, atol=1e-5)
+    finally:
+        trainers.kill()
+        generators.kill()

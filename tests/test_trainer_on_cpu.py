@@ -1,0 +1,61 @@
+"""The DeepSpeed trainer's update does not depend on how the batch is split over ranks."""
+
+import pytest
+import ray
+import torch
+from safetensors.torch import load_file
+
+from rlhf.actors.trainer import OptimSettings, PolicyLossSettings
+from rlhf.batch import Completion, collate, split_rows
+from rlhf.config import RLConfig
+from rlhf.models import tiny_model_path
+from rlhf.recipes.roles import create_trainers
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=4, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def _batch(seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(0, 256, (int(n),), generator=g).tolist() for n in torch.randint(3, 8, (8,), generator=g)]
+    comps = []
+    for n in torch.randint(1, 6, (8,), generator=g):  # unequal lengths: the aggregation mode matters
+        comps.append(Completion(torch.randint(0, 256, (int(n),), generator=g).tolist(), [0.0] * int(n), True))
+    batch = collate(prompts, comps, pad_id=256)
+    batch["advantages_BR"] = torch.randn(8, 1, generator=g) * batch["response_mask_BR"]
+    batch["old_logprobs_BR"] = -3.0 + 0.1 * torch.randn(batch["response_mask_BR"].shape, generator=g)
+    return batch
+
+
+def _train_once(cfg, path, world, stage, micro, batch, agg) -> dict:
+    cfg.trainer.num_workers, cfg.trainer.cpus_per_worker = world, 0.5
+    optim = OptimSettings(lr=1e-2, zero_stage=stage, micro_batch_size=micro, grad_accum=8 // world // micro,
+                          grad_clip=1e9)
+    group = create_trainers(cfg, path, optim)
+    try:
+        mask = batch["response_mask_BR"]
+        counts = [{"num_tokens": float(mask.sum()), "num_seqs": 8.0}]
+        loss = PolicyLossSettings(agg_mode=agg, eps_low=0.2, eps_high=0.28)
+        group.scatter(lambda t, s: t.train_rl.remote([s], counts, loss), split_rows(batch, world))
+        return ray.get(group.actors[0].named_weights.remote()) if stage < 3 else group.each(
+            lambda t: t.named_weights.remote())[0]
+    finally:
+        group.kill()
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_two_ranks_and_micro_batches_equal_one_rank(ray_local, tmp_path, agg):
+    cfg = RLConfig()
+    path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
+    batch = _batch()
+    one = _train_once(cfg, path, world=1, stage=0, micro=8, batch=batch, agg=agg)
+    two = _train_once(cfg, path, world=2, stage=2, micro=2, batch=batch, agg=agg)
+    init = load_file(f"{path}/model.safetensors")
+    moved = max(float((one[k] - init[k]).abs().max()) for k in one)
+    assert moved > 1e-4  # the step did train
+    diffs = [float((one[k] - two[k]).abs().max()) for k in one]
+    assert max(diffs) < 1e-5 * max(1.0, moved), max(diffs)
