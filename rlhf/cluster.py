@@ -15,13 +15,13 @@ def init_ray(address: str | None, num_cpus: int | None, needed_cpus: float) -> N
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    # Workers import this package; ship the driver's PYTHONPATH so a source checkout works too.
-    env = {k: os.environ[k] for k in ("PYTHONPATH", "RLHF_CACHE") if k in os.environ}
-    runtime_env = {"env_vars": env} if env else None
-    if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    if address:  # the cluster (or `ray job submit --runtime-env-json`) defines the workers' environment
+        ray.init(address=address, log_to_driver=True)
         log.info("connected to Ray at %s", address)
     else:
+        # Workers import this package; ship the driver's PYTHONPATH so a source checkout works too.
+        env = {k: os.environ[k] for k in ("PYTHONPATH", "RLHF_CACHE") if k in os.environ}
+        runtime_env = {"env_vars": env} if env else None
         cpus = num_cpus or max(int(needed_cpus + 0.999), os.cpu_count() or 1)
         ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env)
         log.info("started a local Ray cluster with %d CPUs", cpus)

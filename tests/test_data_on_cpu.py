@@ -7,7 +7,7 @@ import pytest
 from rlhf.config import DataConfig
 from rlhf.data.files import DataError, read_rows
 from rlhf.data.prompts import PromptSampler, build_prompt_set, load_rows
-from rlhf.data.synthetic import task_rows
+from rlhf.data.synthetic import CARRY_SLIP, task_rows
 from rlhf.data.tokenizer import build_byte_tokenizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -17,8 +17,19 @@ def test_addition_splits_are_disjoint_and_correct():
     train, held = task_rows("addition", "train"), task_rows("addition", "eval")
     assert len(train) + len(held) == 90 * 90 and len(held) == 810
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
-    a, b = map(int, held[0]["prompt"][len("What is "):-1].split(" + "))
-    assert held[0]["answer"] == str(a + b) and held[0]["response"] == f"\\boxed{{{a + b}}}"
+    slips = carries = 0
+    for r in train:
+        a, b = map(int, r["prompt"][len("What is "):-1].split(" + "))
+        assert r["answer"] == str(a + b)  # the gold is always right
+        carry = a % 10 + b % 10 >= 10
+        right = f"{a % 10}+{b % 10}={a % 10 + b % 10} {a // 10}+{b // 10}{'+1' if carry else ''}="
+        if r["response"].startswith(right):
+            assert r["response"].endswith(f"\\boxed{{{a + b}}}")
+        else:  # the student forgot the carry: the tens digit and the boxed sum are 10 short
+            assert carry and r["response"].endswith(f"\\boxed{{{a + b - 10}}}")
+            slips += 1
+        carries += carry
+    assert abs(slips / carries - CARRY_SLIP) < 0.03
 
 
 def test_byte_tokenizer_round_trips_and_has_chat_template():

@@ -9,6 +9,7 @@ from rlhf.actors.trainer import OptimSettings, PolicyLossSettings
 from rlhf.batch import Completion, collate, split_rows
 from rlhf.config import RLConfig
 from rlhf.models import tiny_model_path
+from rlhf.recipes.rl import combine_rank_metrics
 from rlhf.recipes.roles import create_trainers
 
 
@@ -40,9 +41,9 @@ def _train_once(cfg, path, world, stage, micro, batch, agg) -> dict:
         mask = batch["response_mask_BR"]
         counts = [{"num_tokens": float(mask.sum()), "num_seqs": 8.0}]
         loss = PolicyLossSettings(agg_mode=agg, eps_low=0.2, eps_high=0.28)
-        group.scatter(lambda t, s: t.train_rl.remote([s], counts, loss), split_rows(batch, world))
-        return ray.get(group.actors[0].named_weights.remote()) if stage < 3 else group.each(
-            lambda t: t.named_weights.remote())[0]
+        metrics = combine_rank_metrics(
+            group.scatter(lambda t, s: t.train_rl.remote([s], counts, loss), split_rows(batch, world)))
+        return metrics, group.each(lambda t: t.named_weights.remote())[0]
     finally:
         group.kill()
 
@@ -52,10 +53,12 @@ def test_two_ranks_and_micro_batches_equal_one_rank(ray_local, tmp_path, agg):
     cfg = RLConfig()
     path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
     batch = _batch()
-    one = _train_once(cfg, path, world=1, stage=0, micro=8, batch=batch, agg=agg)
-    two = _train_once(cfg, path, world=2, stage=2, micro=2, batch=batch, agg=agg)
+    m1, one = _train_once(cfg, path, world=1, stage=0, micro=8, batch=batch, agg=agg)
+    m2, two = _train_once(cfg, path, world=2, stage=2, micro=2, batch=batch, agg=agg)
+    # Adam hides a wrong gradient scale, so compare the loss and the global gradient norm:
+    # a missing or doubled normalisation over ranks or micro-batches changes them.
+    assert m1["actor/pg_loss"] == pytest.approx(m2["actor/pg_loss"], rel=1e-5)
+    assert m1["actor/grad_norm"] == pytest.approx(m2["actor/grad_norm"], rel=1e-4)
     init = load_file(f"{path}/model.safetensors")
-    moved = max(float((one[k] - init[k]).abs().max()) for k in one)
-    assert moved > 1e-4  # the step did train
-    diffs = [float((one[k] - two[k]).abs().max()) for k in one]
-    assert max(diffs) < 1e-5 * max(1.0, moved), max(diffs)
+    assert max(float((one[k] - init[k]).abs().max()) for k in one) > 1e-3  # the step did train
+    assert max(float((one[k] - two[k]).abs().max()) for k in one) < 1e-4

@@ -8,7 +8,6 @@ the whole mini-batch (DeepSpeed averages over ranks, hence the `* world_size`).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -116,8 +115,7 @@ class PolicyTrainer:
         for shard, count in zip(minibatches, counts):
             step_metrics: dict[str, float] = {}
             for mb in self._micro(shard):
-                agg = dict(agg_mode=loss.agg_mode, num_tokens=count["num_tokens"], num_seqs=count["num_seqs"],
-                           norm_len=loss.norm_len)
+                norms = dict(num_tokens=count["num_tokens"], num_seqs=count["num_seqs"], norm_len=loss.norm_len)
                 mask = mb["response_mask_BR"].to(self.device)
                 R = mask.shape[1]
                 lp = response_logprobs(self.engine, mb["input_ids_BT"].to(self.device),
@@ -125,18 +123,18 @@ class PolicyTrainer:
                 old = mb["old_logprobs_BR"].to(self.device) if "old_logprobs_BR" in mb else lp.detach()
                 value, metrics = policy_loss(lp, old, mb["advantages_BR"].to(self.device), mask,
                                              eps_low=loss.eps_low, eps_high=loss.eps_high,
-                                             dual_clip=loss.dual_clip, **agg)
+                                             dual_clip=loss.dual_clip, agg_mode=loss.agg_mode, **norms)
                 metrics = {f"actor/{k}": v for k, v in metrics.items()}
                 metrics["actor/pg_loss"] = value.item()
                 if loss.kl_coef > 0:
                     kl = aggregate_loss(kl_estimate(lp, mb["ref_logprobs_BR"].to(self.device), loss.kl_estimator),
-                                        mask, **agg)
+                                        mask, loss.agg_mode, **norms)
                     value = value + loss.kl_coef * kl
                     metrics["actor/kl_loss"] = kl.item()
                 self.engine.backward(value * self.world_size, scale_wrt_gas=False)
-                self.engine.step()
+                grad_norm = self._step()
                 _accumulate(step_metrics, metrics)
-            step_metrics["actor/grad_norm"] = _grad_norm(self.engine)
+            step_metrics["actor/grad_norm"] = grad_norm
             step_metrics["actor/lr"] = self.engine.get_lr()[0]
             history.append(step_metrics)
         self.version += len(minibatches)
@@ -156,10 +154,10 @@ class PolicyTrainer:
             lp = token_logprobs(out.logits[:, :-1], ids[:, 1:])
             loss = aggregate_loss(-lp, mb["loss_mask_BT"][:, 1:].to(self.device), "token-mean", num_tokens=num_tokens)
             self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
-            self.engine.step()
+            grad_norm = self._step()
             total += loss.item()
         self.version += 1
-        return {"sft/loss": total, "sft/grad_norm": _grad_norm(self.engine)}
+        return {"sft/loss": total, "sft/grad_norm": grad_norm}
 
     # ---- weights ----------------------------------------------------------------------
 
@@ -192,16 +190,24 @@ class PolicyTrainer:
             module.save_pretrained(path, state_dict=weights)
             load_tokenizer(self.model_path).save_pretrained(path)
 
+    def _step(self) -> float:
+        """engine.step(); returns the global gradient norm (before clipping) at an optimizer step."""
+        boundary = self.engine.is_gradient_accumulation_boundary()
+        norm = float("nan")
+        if boundary and self.optim.zero_stage == 0:  # DeepSpeed reports no norm without ZeRO
+            grads = [p.grad.detach().float().norm() for p in self.engine.module.parameters() if p.grad is not None]
+            norm = float(torch.stack(grads).norm()) if grads else 0.0
+        self.engine.step()
+        if boundary and self.optim.zero_stage > 0:
+            reported = self.engine.get_global_grad_norm()
+            norm = float(reported) if reported is not None else norm
+        return norm
+
     def _micro(self, batch: dict):
         n = batch["input_ids_BT"].shape[0]
         k = self.optim.micro_batch_size
         for i in range(0, n, k):
             yield {key: v[i:i + k] for key, v in batch.items()}
-
-
-def _grad_norm(engine) -> float:
-    norm = engine.get_global_grad_norm()
-    return float(norm) if norm is not None and math.isfinite(float(norm)) else float("nan")
 
 
 def _accumulate(into: dict, metrics: dict) -> None:

@@ -1,0 +1,67 @@
+"""Selecting a reward: a registered name, `package.module:function` or `path/file.py:function`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from rlhf.reward.registry import RewardFn, RewardSpecError, make_reward_fn, registered, registered_rewards
+
+
+def load_reward(spec: str) -> RewardFn:
+    import rlhf.reward.builtins  # noqa: F401  (registers the built-ins)
+
+    spec = str(spec).strip()
+    if ":" not in spec:
+        found = registered(spec)
+        if found is None:
+            raise RewardSpecError(f"unknown reward {spec!r}; registered: {', '.join(registered_rewards())} "
+                                  f"(or give package.module:function or path/file.py:function)")
+        return found
+    target, attr = spec.rsplit(":", 1)
+    module = _load_file(target, spec) if target.endswith(".py") else _import(target, spec)
+    if not hasattr(module, attr):
+        names = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
+        raise RewardSpecError(f"reward {spec!r}: {target} has no function {attr!r} (it has: {', '.join(names)})")
+    fn = getattr(module, attr)
+    name = getattr(fn, "__reward_name__", attr)
+    existing = registered(name)
+    if existing is not None and existing.fn is fn:
+        return existing
+    return make_reward_fn(fn, name, getattr(fn, "__reward_batched__", False), spec)
+
+
+def absolute_spec(spec: str) -> str:
+    """The same spec with a file path made absolute (for worker processes elsewhere)."""
+    if ":" in spec:
+        target, attr = spec.rsplit(":", 1)
+        if target.endswith(".py"):
+            return f"{Path(target).expanduser().resolve()}:{attr}"
+    return spec
+
+
+def _import(module: str, spec: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise RewardSpecError(f"reward {spec!r}: cannot import module {module!r} ({e})") from None
+
+
+def _load_file(path: str, spec: str):
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise RewardSpecError(f"reward {spec!r}: file not found: {p}")
+    name = f"rlhf_user_reward_{abs(hash(str(p)))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, p)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        del sys.modules[name]
+        raise RewardSpecError(f"reward {spec!r}: importing {p} failed: {type(e).__name__}: {e}") from None
+    return module

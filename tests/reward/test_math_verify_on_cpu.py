@@ -1,0 +1,67 @@
+import pytest
+
+from rlhf.reward import load_reward
+from rlhf.reward.builtins.math_reward import extract_answer, gold_answer, last_boxed
+
+MV = load_reward("math_verify")
+
+# (completion, gold column, gold value, expected score)
+CASES = [
+    ("so the answer is \\boxed{82}", "answer", "82", 1.0),
+    ("\\boxed{82}", "answer", "81", 0.0),
+    ("7+5=12 3+4+1=8 \\boxed{82}", "answer", "82", 1.0),
+    ("\\boxed{\\frac{1}{2}}", "answer", "0.5", 1.0),
+    ("\\boxed{0.5}", "answer", "\\frac{1}{2}", 1.0),
+    ("\\boxed{\\frac{3}{4}}", "solution", "Hence the result is $\\boxed{\\frac{3}{4}}$.", 1.0),
+    ("\\boxed{\\frac{3}{4}}", "solution", "So $\\boxed{\\frac{2}{3}}$.", 0.0),
+    ("\\boxed{\\dfrac{6}{8}}", "answer", "3/4", 1.0),
+    ("The answer is 72.", "answer", "Natalia sold 48+24 = 72 clips.\n#### 72", 1.0),
+    ("The answer is 71.", "answer", "Natalia sold 48+24 = 72 clips.\n#### 72", 0.0),
+    ("She earned 1,000 dollars in total: 1000", "answer", "...\n#### 1,000", 1.0),
+    ("\\boxed{1000}", "answer", "#### 1,000", 1.0),
+    ("\\boxed{1,000}", "answer", "#### 1000", 1.0),
+    ("\\boxed{-5}", "answer", "-5", 1.0),
+    ("\\boxed{5}", "answer", "-5", 0.0),
+    ("\\boxed{\\sqrt{2}}", "answer", "\\sqrt{2}", 1.0),
+    ("\\boxed{2\\sqrt{2}}", "answer", "\\sqrt{8}", 1.0),
+    ("\\boxed{\\pi}", "answer", "\\pi", 1.0),
+    ("\\boxed{x^2+2x+1}", "answer", "(x+1)^2", 1.0),
+    ("\\boxed{3}", "solution", "We get \\boxed{\\boxed{3}}", 1.0),
+    ("first \\boxed{1} then corrected \\boxed{2}", "answer", "2", 1.0),
+    ("first \\boxed{2} then corrected \\boxed{1}", "answer", "2", 0.0),
+    ("I don't know.", "answer", "4", 0.0),
+    ("", "answer", "4", 0.0),
+    ("\\boxed{\\frac{\\sqrt{3}}{2}}", "answer", "\\frac{\\sqrt{3}}{2}", 1.0),
+    ("\\boxed{12.50}", "answer", "12.5", 1.0),
+    ("The total is 18", "answer", "#### 18", 1.0),
+    ("2 + 2 = 5", "answer", "4", 0.0),
+    ("\\boxed{\\{1, 2\\}}", "answer", "\\{1,2\\}", 1.0),
+    ("\\boxed{(1, 2)}", "answer", "(1,2)", 1.0),
+    ("\\boxed{25\\%}", "answer", "25\\%", 1.0),
+    ("\\boxed{10^{3}}", "answer", "1000", 1.0),
+]
+
+
+@pytest.mark.parametrize("completion,column,gold,expected", CASES)
+def test_math_verify_table(completion, column, gold, expected):
+    assert MV("prompt", completion, **{column: gold})["score"] == expected
+
+
+def test_table_is_large_enough():
+    assert len(CASES) >= 30
+
+
+def test_no_answer_is_flagged():
+    assert MV("", "nothing here", answer="3") == {"score": 0.0, "has_answer": 0.0}
+
+
+def test_extraction_helpers():
+    assert last_boxed("a \\boxed{\\frac{1}{2}} b \\boxed{x_{1}}") == "x_{1}"
+    assert last_boxed("\\boxed{unclosed") is None
+    assert extract_answer("The answer is 42.") == "42"
+    assert gold_answer("steps\n#### 7") == "7" and gold_answer(None, "so \\boxed{9}") == "9"
+
+
+def test_missing_gold_raises():
+    with pytest.raises(ValueError, match="answer"):
+        MV("p", "\\boxed{1}")
