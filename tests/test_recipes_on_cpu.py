@@ -91,3 +91,19 @@ def test_unknown_reward_lists_registered(tmp_path, capsys):
         dapo.main(["reward.fns=[math_verfy]", f"run.output_dir={tmp_path}"])
     err = capsys.readouterr().err
     assert "math_verfy" in err and "math_verify" in err
+
+
+@pytest.mark.slow
+def test_dynamic_sampling_keeps_generating_then_masks_padding(tmp_path, monkeypatch):
+    """A reward that is equal for every sample leaves no group with signal: DAPO generates
+    `max_gen_batches` batches, pads the batch with masked groups and still takes a clean step."""
+    monkeypatch.chdir(tmp_path)
+    Path("flat.py").write_text("def flat(prompt, completion, **kw):\n    return 1.0\n")
+    dapo.main(SMALL + ["run.steps=1", "run.name=ds", "run.save_policy=false", "reward.fns=[./flat.py:flat]",
+                       "algorithm.dynamic_sampling.max_gen_batches=3", "algorithm.overlong.shaping=false"])
+    records = [json.loads(l) for l in (tmp_path / "runs" / "ds" / "metrics.jsonl").read_text().splitlines()]
+    step = next(r for r in records if "reward/mean" in r)
+    assert step["dynamic_sampling/gen_batches"] == 3
+    assert step["dynamic_sampling/filtered_frac"] == 1.0
+    assert step["dynamic_sampling/padded_groups"] == 4 and step["batch/loss_tokens"] == 0
+    assert step["actor/pg_loss"] == 0.0

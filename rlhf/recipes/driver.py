@@ -25,6 +25,7 @@ log = logging.getLogger("rlhf")
 def check_inputs(cfg):
     """Everything that can be checked before any actor starts: model, data, reward functions."""
     from rlhf.reward import load_reward
+    from rlhf.reward.runner import RESERVED
 
     if cfg.model.path:
         check_model_path(cfg.model.path)
@@ -40,7 +41,7 @@ def check_inputs(cfg):
         sets.append(build_prompt_set(rows, tokenizer, cfg.data, source))
     for spec in list(cfg.reward.fns) + list(cfg.reward.eval_fns):
         fn = load_reward(spec)
-        missing = [c for c in fn.required_columns if c not in sets[0].columns]
+        missing = [c for c in fn.required_columns if c not in sets[0].columns and c not in RESERVED]
         if missing:
             raise DataError(f"reward {spec!r} needs dataset column(s) {missing}; the data has "
                             f"{sorted(sets[0].columns)}")
