@@ -129,7 +129,7 @@ class TrainerConfig:
 @dataclass
 class GeneratorConfig:
     num_workers: int = _f(1, "rollout generator actors")
-    backend: str = _f("hf", "rollout engine: hf (transformers generate) or vllm")
+    backend: str = _f("hf", "rollout engine: hf (transformers generate)")
     cpus_per_worker: float = _f(1.0, "Ray CPUs reserved per generator actor")
     gpus_per_worker: float = _f(0.0, "Ray GPUs reserved per generator actor")
 
@@ -187,7 +187,7 @@ class RLConfig:
                 raise ConfigError(f"{key}: {e}") from None
         _choice("algorithm.loss_agg", self.algorithm.loss_agg, AGG_MODES)
         _choice("algorithm.kl_estimator", self.algorithm.kl_estimator, KL_ESTIMATORS)
-        _choice("generator.backend", self.generator.backend, ("hf", "vllm"))
+        _choice("generator.backend", self.generator.backend, ("hf",))
         _choice("model.dtype", self.model.dtype, ("auto", "float32", "bfloat16"))
         _choice("trainer.zero_stage", self.trainer.zero_stage, (0, 1, 2, 3))
         r, t = self.rollout, self.trainer

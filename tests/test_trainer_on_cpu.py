@@ -9,7 +9,7 @@ from rlhf.actors.trainer import OptimSettings, PolicyLossSettings
 from rlhf.batch import Completion, collate, split_rows
 from rlhf.config import RLConfig
 from rlhf.models import tiny_model_path
-from rlhf.recipes.rl import combine_rank_metrics
+from rlhf.metrics import combine_shards
 from rlhf.recipes.roles import create_trainers
 
 
@@ -41,7 +41,7 @@ def _train_once(cfg, path, world, stage, micro, batch, agg) -> dict:
         mask = batch["response_mask_BR"]
         counts = [{"num_tokens": float(mask.sum()), "num_seqs": 8.0}]
         loss = PolicyLossSettings(agg_mode=agg, eps_low=0.2, eps_high=0.28)
-        metrics = combine_rank_metrics(
+        metrics = combine_shards(
             group.scatter(lambda t, s: t.train_rl.remote([s], counts, loss), split_rows(batch, world)))
         return metrics, group.each(lambda t: t.named_weights.remote())[0]
     finally:

@@ -1,5 +1,6 @@
-"""Rollout generator role. One interface, two engines: transformers `generate` (CPU, tests)
-and vLLM (GPU; see `rlhf.actors.vllm_engine`). The driver only sees `Generator`."""
+"""Rollout generator role. The driver only sees `Generator`; the engine behind it is
+transformers `generate` (an engine implements generate / load_weights / logprobs, plus
+optional sleep / wake_up, so a vLLM engine slots in behind the same interface)."""
 
 from __future__ import annotations
 
@@ -81,14 +82,9 @@ class Generator:
         device = setup_process(seed + 1000 * rank, threads)
         self.rank = rank
         self.weights_version = 0
-        if backend == "hf":
-            self.engine = HFEngine(model_path, dtype, device)
-        elif backend == "vllm":
-            from rlhf.actors.vllm_engine import VLLMEngine
-
-            self.engine = VLLMEngine(model_path, dtype)
-        else:
-            raise ValueError(f"generator.backend={backend!r}: valid are hf, vllm")
+        if backend != "hf":
+            raise ValueError(f"generator.backend={backend!r}: only 'hf' is available")
+        self.engine = HFEngine(model_path, dtype, device)
 
     def generate(self, prompt_ids: list[list[int]], settings: SamplingSettings) -> list[Completion]:
         """`settings.n` completions per prompt, grouped by prompt (prompt-major order)."""

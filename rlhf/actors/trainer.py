@@ -16,6 +16,7 @@ import torch
 
 from rlhf.actors.runtime import free_port, node_ip, setup_process
 from rlhf.algorithms import aggregate_loss, get_policy_loss, kl_estimate, token_logprobs
+from rlhf.metrics import combine_shards, mean_dicts
 from rlhf.models import load_causal_lm, load_tokenizer, resolve_dtype, response_logprobs
 
 
@@ -111,9 +112,9 @@ class PolicyTrainer:
         `num_tokens` / `num_seqs`, making the per-shard losses add up to the full loss."""
         policy_loss = get_policy_loss(loss.name)
         self.engine.train()
-        history = []
+        steps = []
         for shard, count in zip(minibatches, counts):
-            step_metrics: dict[str, float] = {}
+            micro_metrics = []
             for mb in self._micro(shard):
                 norms = dict(num_tokens=count["num_tokens"], num_seqs=count["num_seqs"], norm_len=loss.norm_len)
                 mask = mb["response_mask_BR"].to(self.device)
@@ -133,12 +134,11 @@ class PolicyTrainer:
                     metrics["actor/kl_loss"] = kl.item()
                 self.engine.backward(value * self.world_size, scale_wrt_gas=False)
                 grad_norm = self._step()
-                _accumulate(step_metrics, metrics)
-            step_metrics["actor/grad_norm"] = grad_norm
-            step_metrics["actor/lr"] = self.engine.get_lr()[0]
-            history.append(step_metrics)
+                micro_metrics.append(metrics)
+            steps.append(combine_shards(micro_metrics) | {"actor/grad_norm": grad_norm,
+                                                          "actor/lr": self.engine.get_lr()[0]})
         self.version += len(minibatches)
-        return _mean_over(history)
+        return mean_dicts(steps)
 
     # ---- supervised (warm start, SFT) ---------------------------------------------------
 
@@ -208,19 +208,3 @@ class PolicyTrainer:
         k = self.optim.micro_batch_size
         for i in range(0, n, k):
             yield {key: v[i:i + k] for key, v in batch.items()}
-
-
-def _accumulate(into: dict, metrics: dict) -> None:
-    for k, v in metrics.items():
-        into.setdefault(k, []).append(float(v))
-
-
-def _mean_over(history: list[dict]) -> dict:
-    """Loss values add up over micro-batches (global normalisers); other metrics average."""
-    out: dict[str, float] = {}
-    for step in history:
-        for k, v in step.items():
-            vals = v if isinstance(v, list) else [v]
-            agg = sum(vals) if k.endswith("_loss") else sum(vals) / len(vals)
-            out.setdefault(k, []).append(agg)
-    return {k: sum(v) / len(v) for k, v in out.items()}

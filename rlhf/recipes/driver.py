@@ -8,6 +8,7 @@ import time
 
 from tqdm import tqdm
 
+from rlhf.actors.runtime import quiet_libraries
 from rlhf.cluster import init_ray
 from rlhf.config import to_dict
 from rlhf.data.files import DataError
@@ -66,6 +67,7 @@ def cli(recipe: str, defaults, argv=None) -> dict:
 
 def run_rl(cfg, recipe: str) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    quiet_libraries()
     t0 = time.perf_counter()
     base, tokenizer, train, evalset = check_inputs(cfg)
     run_dir = make_run_dir(cfg.run.output_dir, cfg.run.name, recipe)

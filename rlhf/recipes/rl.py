@@ -22,6 +22,7 @@ from rlhf.actors.trainer import PolicyLossSettings
 from rlhf.algorithms import get_advantage_estimator, groups_with_signal, overlong_penalty
 from rlhf.batch import Completion, collate, num_rows, split_rows, trim_padding
 from rlhf.data.prompts import PromptSampler, PromptSet
+from rlhf.metrics import combine_shards, mean_dicts
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class RLLoop:
         if a.overlong.filter:  # DAPO overlong filtering: truncated samples carry no loss
             finished = torch.tensor([c.finished for _, comps, _ in groups for c in comps])
             batch["response_mask_BR"][~finished] = 0
-        metrics = _mean_dicts(metrics_list)
+        metrics = mean_dicts(metrics_list)
         metrics |= {"dynamic_sampling/gen_batches": gen_batches, "dynamic_sampling/padded_groups": padded,
                     "dynamic_sampling/filtered_frac": len(dropped) / max(1, len(kept) + len(dropped))}
         metrics |= _response_metrics(batch, scores, [c for _, comps, _ in groups for c in comps])
@@ -155,7 +156,7 @@ class RLLoop:
             kl_estimator=a.kl_estimator, temperature=self.cfg.rollout.temperature)
         results = self.roles.trainers.scatter(lambda tr, shards: tr.train_rl.remote(shards, counts, loss), per_rank)
         self.version += t.mini_batches * t.epochs
-        return combine_rank_metrics(results)
+        return combine_shards(results)
 
     def sync(self) -> dict:
         stats = self.transport.sync(self.roles.trainers, self.roles.generators, self.version)
@@ -200,15 +201,6 @@ class RLLoop:
 
 # ---- metric helpers ------------------------------------------------------------------------
 
-def combine_rank_metrics(per_rank: list[dict]) -> dict:
-    """Losses are additive over ranks (global normalisers); everything else is averaged."""
-    out = {}
-    for k in per_rank[0]:
-        vals = [m[k] for m in per_rank]
-        out[k] = sum(vals) if k.endswith("_loss") else sum(vals) / len(vals)
-    return out
-
-
 def _combine_reward_metrics(parts: list[dict], sizes: list[int]) -> dict:
     """Counts (`/failures`) add up over reward actors; means are weighted by items scored."""
     out: dict[str, float] = {}
@@ -217,11 +209,6 @@ def _combine_reward_metrics(parts: list[dict], sizes: list[int]) -> dict:
         for k, v in metrics.items():
             out[k] = out.get(k, 0.0) + (v if k.endswith("/failures") else v * size / max(total, 1))
     return out
-
-
-def _mean_dicts(dicts: list[dict]) -> dict:
-    keys = {k for d in dicts for k in d}
-    return {k: sum(d[k] for d in dicts if k in d) / sum(k in d for d in dicts) for k in keys}
 
 
 def _response_metrics(batch: dict, scores: torch.Tensor, completions: list[Completion]) -> dict:
