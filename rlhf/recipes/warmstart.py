@@ -30,12 +30,15 @@ def warm_start(cfg, base_path: str, tokenizer) -> str:
         return base_path
     rows, source = load_rows(cfg.data, "train")
     require_columns(rows, [cfg.data.prompt_key, RESPONSE_KEY], source)
-    key = content_key(base_path, asdict(ws) | {"cache_dir": None}, asdict(cfg.data), asdict(cfg.trainer), "v1")
+    examples = [_example(r[cfg.data.prompt_key], r[RESPONSE_KEY], tokenizer) for r in rows]
+    t = cfg.trainer
+    # everything the result depends on: base model, examples, warm-start and sharding settings, seed
+    key = content_key(base_path, examples, asdict(ws) | {"cache_dir": None}, t.num_workers, t.zero_stage,
+                      t.micro_batch_size, t.grad_clip, cfg.run.seed)
     out = cache_root(ws.cache_dir) / "warmstart" / key
     if (out / "config.json").is_file():
         log.info("warm start: cached at %s", out)
         return str(out)
-    examples = [_example(r[cfg.data.prompt_key], r[RESPONSE_KEY], tokenizer) for r in rows]
     world = cfg.trainer.num_workers
     per_rank = max(1, ws.batch_size // world)
     micro = min(cfg.trainer.micro_batch_size, per_rank)
