@@ -1,61 +1,93 @@
-"""Peak memory and time of chosen-token log-probs over a 152k vocabulary: the naive
-full log-softmax versus rlhf.algorithms.token_logprobs (chunked logsumexp).
+"""Peak memory and wall time of chosen-token log-probs over a 152k vocabulary (Qwen2.5):
+the naive `log_softmax(logits.float()).gather(...)` versus `rlhf.algorithms.token_logprobs`
+(block-wise logsumexp, custom backward), in fp32 and bf16, forward only (scoring pi_old /
+pi_ref) and forward + backward (training).
 
-    python benchmarks/logprobs_memory.py            # prints one JSON line
+    python benchmarks/logprobs_memory.py [--batch 4] [--seq 512] [--chunk-size N] [--device cuda]
 
-Each variant runs in a fresh subprocess; peak memory is the process's max RSS growth
-during the computation (CPU). On a GPU, torch.cuda.max_memory_allocated is used instead.
+prints one JSON line. Every (variant, dtype, pass) runs in a fresh subprocess. The logits
+are allocated first, in place (no temporary); then, on CPU, the peak resident set size is
+read with getrusage(RUSAGE_SELF).ru_maxrss before and after the computation, on CUDA
+torch.cuda.max_memory_allocated: the difference is the peak extra memory of the computation
+(its intermediates, plus the logits' gradient when training, which both variants must
+produce). Time is the faster of two runs (synchronised on CUDA).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
 
-VOCAB, BATCH, SEQ = 152_064, 4, 1024  # 4096 positions: four 1024-row chunks
+VOCAB = 152_064
 
 CHILD = r"""
 import json, resource, sys, time, torch
 from rlhf.algorithms import token_logprobs
-variant, dtype = sys.argv[1], getattr(torch, sys.argv[2])
-B, T, V = {B}, {T}, {V}
-dev = "cuda" if torch.cuda.is_available() else "cpu"
+variant, dtype, mode, B, T, V, chunk = sys.argv[1], getattr(torch, sys.argv[2]), sys.argv[3], *map(int, sys.argv[4:8])
+dev = sys.argv[8]
 torch.manual_seed(0)
-logits = torch.randn(B, T, V, dtype=dtype, device=dev)
+logits = torch.empty(B, T, V, dtype=dtype, device=dev).normal_()  # in place: no fp32 temporary
 labels = torch.randint(0, V, (B, T), device=dev)
-if dev == "cuda":
-    torch.cuda.reset_peak_memory_stats(); base = torch.cuda.memory_allocated()
+kw = {} if chunk <= 0 else {"chunk_size": chunk}
+
+def run():
+    x = logits.detach().requires_grad_(mode == "train")
+    with torch.set_grad_enabled(mode == "train"):
+        if variant == "naive":
+            lp = torch.log_softmax(x.float(), -1).gather(-1, labels[..., None]).squeeze(-1)
+        else:
+            lp = token_logprobs(x, labels, **kw)
+        if mode == "train":
+            lp.sum().backward()
+            assert x.grad is not None
+
+cuda = dev.startswith("cuda")
+if cuda:
+    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    peak = torch.cuda.max_memory_allocated
 else:
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-t0 = time.perf_counter()
-for _ in range(3):
-    if variant == "naive":
-        out = torch.log_softmax(logits.float(), -1).gather(-1, labels[..., None]).squeeze(-1)
-    else:
-        out = token_logprobs(logits, labels)
-if dev == "cuda":
-    torch.cuda.synchronize(); peak = torch.cuda.max_memory_allocated() - base
-else:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-print(json.dumps({{"seconds": (time.perf_counter() - t0) / 3, "peak_extra_mb": peak / 2**20, "device": dev}}))
+    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+base = peak()
+times = []
+for _ in range(2):
+    t0 = time.perf_counter(); run()
+    if cuda:
+        torch.cuda.synchronize()
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"peak_extra_mb": (peak() - base) / 2**20, "seconds": min(times)}))
 """
 
 
-def run(variant: str, dtype: str) -> dict:
-    code = CHILD.format(B=BATCH, T=SEQ, V=VOCAB)
-    out = subprocess.run([sys.executable, "-c", code, variant, dtype], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
-    result = {"vocab": VOCAB, "batch": BATCH, "seq": SEQ}
-    for dtype in ("float32", "bfloat16"):
-        for variant in ("naive", "chunked"):
-            r = run(variant, dtype)
-            result[f"{variant}_{dtype}_s"] = round(r["seconds"], 3)
-            result[f"{variant}_{dtype}_peak_mb"] = round(r["peak_extra_mb"], 1)
-            result["device"] = r["device"]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seq", type=int, default=512)
+    ap.add_argument("--chunk-size", type=int, default=0, help="token_logprobs chunk_size (0: its default)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = ap.parse_args()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    result = {"vocab": VOCAB, "batch": args.batch, "seq": args.seq, "chunk_size": args.chunk_size or "default",
+              "device": args.device, "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    if args.device.startswith("cuda"):
+        import torch
+        result["gpu"] = torch.cuda.get_device_name()
+    positions = args.batch * args.seq
+    result["logits_mb"] = {"float32": round(positions * VOCAB * 4 / 2**20, 1),
+                           "bfloat16": round(positions * VOCAB * 2 / 2**20, 1)}
+    for mode in ("forward", "train"):
+        for dtype in ("float32", "bfloat16"):
+            for variant in ("naive", "chunked"):
+                cmd = [sys.executable, "-c", CHILD, variant, dtype, mode, str(args.batch), str(args.seq), str(VOCAB),
+                       str(args.chunk_size), args.device]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                key = f"{mode}_{dtype}_{variant}"
+                result[f"{key}_peak_mb"] = round(r["peak_extra_mb"], 1)
+                result[f"{key}_s"] = round(r["seconds"], 3)
     print(json.dumps(result))
 
 

@@ -1,0 +1,57 @@
+"""The chunked log-probs on a CUDA device: values, gradients and peak memory against the
+naive log_softmax().gather(). Skipped where there is no GPU."""
+
+import pytest
+import torch
+
+from rlhf.algorithms import entropy_from_logits, token_logprobs
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_cuda_logprobs_and_entropy_equal_naive(dtype, tol, temperature):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    full = (torch.randn(2, 65, 152_064, device="cuda", generator=g) * 3).to(dtype).requires_grad_()
+    labels = torch.randint(0, 152_064, (2, 64), device="cuda", generator=g)
+    logits = full[:, :-1]  # strided, as a causal LM's caller passes it
+    lp = token_logprobs(logits, labels, temperature=temperature, chunk_size=48)
+    naive = torch.log_softmax(logits.float() / temperature, -1).gather(-1, labels[..., None]).squeeze(-1)
+    assert torch.allclose(lp, naive, atol=tol)
+    (g1,) = torch.autograd.grad(lp.sum(), full)
+    (g2,) = torch.autograd.grad(naive.sum(), full)
+    assert torch.allclose(g1.float(), g2.float(), atol=tol)
+    h = entropy_from_logits(logits, temperature=temperature, chunk_size=48)
+    logp = torch.log_softmax(logits.float() / temperature, -1)
+    h_naive = -(logp.exp() * logp).sum(-1)
+    assert torch.allclose(h, h_naive, atol=tol * 10)
+    (g1,) = torch.autograd.grad(h.sum(), full)
+    (g2,) = torch.autograd.grad(h_naive.sum(), full)
+    assert torch.allclose(g1.float(), g2.float(), atol=tol * 10)
+
+
+def _peak_extra_mb(fn) -> float:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def test_cuda_training_peak_memory_is_the_gradient_plus_one_block():
+    B, T, V = 4, 1024, 152_064
+    logits = torch.randn(B, T, V, device="cuda", dtype=torch.bfloat16)
+    labels = torch.randint(0, V, (B, T), device="cuda")
+
+    def train(naive: bool):
+        x = logits.detach().requires_grad_()
+        lp = (torch.log_softmax(x.float(), -1).gather(-1, labels[..., None]).squeeze(-1) if naive
+              else token_logprobs(x, labels))
+        lp.sum().backward()
+
+    grad_mb = B * T * V * 2 / 2**20  # the bf16 gradient of the logits, which both must produce
+    chunked, naive = _peak_extra_mb(lambda: train(False)), _peak_extra_mb(lambda: train(True))
+    assert chunked < grad_mb + 200  # + one 128 MiB fp32 block and small per-position vectors
+    assert naive > 3 * grad_mb  # fp32 copy + fp32 log-softmax (+ its gradient) of the whole batch
