@@ -200,6 +200,11 @@ class RLConfig:
                 f"rollout.prompts_per_step*rollout.n = {batch} sequences must split evenly into "
                 f"trainer.num_workers={t.num_workers} x trainer.mini_batches={t.mini_batches} shards, each a "
                 f"multiple of trainer.micro_batch_size={t.micro_batch_size} (or smaller than it)")
+        ds = self.algorithm.dynamic_sampling
+        if ds.enabled and r.gen_prompts * ds.max_gen_batches < r.prompts_per_step:
+            raise ConfigError(
+                f"rollout.gen_prompts={r.gen_prompts} x algorithm.dynamic_sampling.max_gen_batches="
+                f"{ds.max_gen_batches} cannot fill rollout.prompts_per_step={r.prompts_per_step} groups: raise either")
         if self.reward.weights is not None and len(self.reward.weights) != len(self.reward.fns):
             raise ConfigError(f"reward.weights has {len(self.reward.weights)} entries but reward.fns has "
                               f"{len(self.reward.fns)}: give one weight per function")

@@ -60,6 +60,8 @@ def test_cross_field_errors_say_what_to_change():
         load("algorithm.loss_agg=token-sum")
     with pytest.raises(ConfigError, match="algorithm.adv_estimator"):
         load("algorithm.adv_estimator=nope")
+    with pytest.raises(ConfigError, match="max_gen_batches.*cannot fill"):
+        load("rollout.gen_prompts=4", "algorithm.dynamic_sampling.max_gen_batches=2", "rollout.prompts_per_step=16")
     with pytest.raises(ConfigError, match="reward.weights"):
         load("reward.fns=[math_verify]", "reward.weights=[1.0,2.0]")
 
