@@ -103,6 +103,3 @@ class Generator:
 
     def wake_up(self) -> None:
         getattr(self.engine, "wake_up", lambda: None)()
-
-    def ping(self) -> int:
-        return self.weights_version
