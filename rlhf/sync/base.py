@@ -22,14 +22,18 @@ class WeightTransport(Protocol):
 class ObjectStoreTransport:
     """CPU transport: one `ray.put` by trainer rank 0, one read per generator (zero-copy on a node)."""
 
+    def __init__(self):
+        self._nbytes = None  # the model's size does not change between syncs
+
     def sync(self, trainers, generators, version: int) -> SyncStats:
+        if self._nbytes is None:
+            self._nbytes = ray.get(trainers.actors[0].weights_nbytes.remote())
         t0 = time.perf_counter()
         published = trainers.each(lambda a: a.publish_weights.remote())
         (ref,) = published[0]  # rank 0 holds the weights; other ranks took part in the gather
         versions = generators.each(lambda g: g.load_weights.remote(ref, version))
         assert versions == [version] * len(generators)
-        size = ray.get(trainers.actors[0].weights_nbytes.remote())
-        return SyncStats(time.perf_counter() - t0, size, version)
+        return SyncStats(time.perf_counter() - t0, self._nbytes, version)
 
 
 def make_transport(backend: str) -> WeightTransport:
