@@ -163,14 +163,16 @@ class PolicyTrainer:
 
     def named_weights(self) -> Optional[dict]:
         """Full weights on rank 0 as CPU tensors (HF names); every rank must call (ZeRO-3 gathers)."""
-        module = self.engine.module
-        params = list(module.named_parameters())
+        import contextlib
+
+        params = list(self.engine.module.named_parameters())
+        gather = contextlib.nullcontext()
         if self.optim.zero_stage == 3:
             import deepspeed
 
-            with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
-                return {n: p.detach().cpu().clone() for n, p in params} if self.rank == 0 else None
-        return {n: p.detach().cpu().clone() for n, p in params} if self.rank == 0 else None
+            gather = deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None)
+        with gather:
+            return {n: p.detach().cpu().clone() for n, p in params} if self.rank == 0 else None
 
     def weights_nbytes(self) -> int:
         return sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in self.engine.module.parameters())
