@@ -155,6 +155,15 @@ class RunConfig:
     progress: bool = _f(True, "show a progress bar")
     save_policy: bool = _f(True, "save the trained policy (Hugging Face format) to <run dir>/policy")
     torch_threads: int = _f(0, "torch threads per actor (0: the machine's core count)")
+    eval_samples: int = _f(0, "sampled completions per held-out prompt for avg@k / pass@k (0: greedy only)")
+    eval_pass_k: list = _f([1, 4], "k values of the unbiased pass@k estimate (each <= run.eval_samples)")
+    checkpoint_every: int = _f(0, "write a checkpoint every this many steps, and at the last step (0: never)")
+    keep_checkpoints: int = _f(2, "complete checkpoints kept; older ones are deleted")
+    resume: str = _f("auto", "auto: continue from the newest complete checkpoint of run.name if one exists; "
+                             "never: start over; or a checkpoint directory path")
+    max_actor_restarts: int = _f(3, "restarts of dead generator/reward actors before the run fails")
+    wandb: bool = _f(False, "also log to Weights & Biases (offline into the run directory when no API key is set)")
+    wandb_project: str = _f("rlhf", "Weights & Biases project name")
 
 
 @dataclass
@@ -211,6 +220,12 @@ class RLConfig:
         if self.algorithm.overlong.shaping and not 0 < self.algorithm.overlong.cache_len < r.max_new_tokens:
             raise ConfigError(f"algorithm.overlong.cache_len={self.algorithm.overlong.cache_len} must be in "
                               f"(0, rollout.max_new_tokens={r.max_new_tokens})")
+        too_big = [k for k in self.run.eval_pass_k if not 1 <= k <= max(self.run.eval_samples, 1)]
+        if self.run.eval_samples and too_big:
+            raise ConfigError(f"run.eval_pass_k={list(self.run.eval_pass_k)}: every k must be in "
+                              f"[1, run.eval_samples={self.run.eval_samples}]")
+        if self.run.keep_checkpoints < 1:
+            raise ConfigError(f"run.keep_checkpoints={self.run.keep_checkpoints} must be >= 1")
         if self.algorithm.dual_clip is not None and self.algorithm.dual_clip <= 1:
             raise ConfigError(f"algorithm.dual_clip={self.algorithm.dual_clip} must be > 1 (or empty)")
         return self

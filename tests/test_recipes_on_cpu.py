@@ -30,7 +30,8 @@ def _weights(path: Path) -> dict:
 
 @pytest.mark.slow
 def test_dapo_end_to_end(tmp_path):
-    summary = dapo.main(SMALL + ["run.steps=3", f"run.output_dir={tmp_path}", "run.name=d"])
+    summary = dapo.main(SMALL + ["run.steps=3", f"run.output_dir={tmp_path}", "run.name=d", "run.eval_samples=4",
+                                 "run.eval_pass_k=[1,4]"])
     run = tmp_path / "d"
     assert set(summary) >= {"accuracy_before", "accuracy_after", "steps", "wall_s"}
     assert json.loads((run / "summary.json").read_text())["steps"] == 3
@@ -38,11 +39,15 @@ def test_dapo_end_to_end(tmp_path):
     steps = [r for r in records if "reward/mean" in r]
     assert [r["step"] for r in steps] == [1, 2, 3]
     for key in ("actor/pg_loss", "actor/clipfrac_high", "dynamic_sampling/gen_batches",
-                "dynamic_sampling/filtered_frac", "timing/collect_s", "timing/update_s", "sync/seconds",
+                "dynamic_sampling/filtered_frac", "timing/generate_s", "timing/reward_s", "timing/update_s",
+                "timing/step_s", "sync/seconds",
                 "reward/math_verify/mean", "reward/overlong_penalty"):
         assert key in steps[-1], key
     assert "actor/kl_loss" not in steps[-1]  # DAPO has no KL term
-    assert sum("eval/accuracy" in r for r in records) == 2  # before and after
+    evals = [r for r in records if "eval/accuracy" in r]
+    assert len(evals) == 2  # before and after
+    for r in evals:  # binary scores: pass@1 is the mean score; pass@k cannot fall as k grows
+        assert r["eval/pass@1"] == pytest.approx(r["eval/avg@4"]) and r["eval/pass@4"] >= r["eval/pass@1"]
     assert (run / "curves.png").stat().st_size > 1000
     before, after = _weights(Path(summary["model_path"])), _weights(run / "policy")
     changed = [k for k in before if not torch.equal(before[k], after[k])]

@@ -10,14 +10,14 @@ import ray
 
 class ActorGroup:
     def __init__(self, cls: type, num: int, *, name: str, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                 kwargs: Callable[[int], dict] = lambda rank: {}, env: dict | None = None,
-                 max_restarts: int = 0):
-        self.cls, self.name = cls, name
-        self.remote_cls = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts)(cls)
-        runtime_env = {"env_vars": env} if env else None
-        self.actors = [
-            self.remote_cls.options(runtime_env=runtime_env).remote(**kwargs(rank)) for rank in range(num)
-        ]
+                 kwargs: Callable[[int], dict] = lambda rank: {}, env: dict | None = None):
+        self.cls, self.name, self.kwargs = cls, name, kwargs
+        self.remote_cls = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(cls)
+        self.options = {"runtime_env": {"env_vars": env}} if env else {}
+        self.actors = [self._start(rank) for rank in range(num)]
+
+    def _start(self, rank: int):
+        return self.remote_cls.options(**self.options).remote(**self.kwargs(rank))
 
     def __len__(self) -> int:
         return len(self.actors)
@@ -30,6 +30,26 @@ class ActorGroup:
         """`call(actor_i, shard_i)`; shards are dealt round-robin when there are more than actors."""
         refs = [call(self.actors[i % len(self.actors)], shard) for i, shard in enumerate(shards)]
         return ray.get(refs)
+
+    def nodes(self) -> list[str]:
+        """The Ray node id each actor runs on, in rank order."""
+        return self.each(lambda a: a.__ray_call__.remote(lambda _: ray.get_runtime_context().get_node_id()))
+
+    def dead_ranks(self, timeout_s: float = 60.0) -> list[int]:
+        """Ranks whose actor no longer answers."""
+        dead = []
+        for rank, a in enumerate(self.actors):
+            try:
+                ray.get(a.__ray_ready__.remote(), timeout=timeout_s)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                dead.append(rank)
+        return dead
+
+    def restart(self, rank: int) -> None:
+        """A fresh actor for `rank`, built with the same arguments as the first."""
+        ray.kill(self.actors[rank], no_restart=True)
+        self.actors[rank] = self._start(rank)
+        ray.get(self.actors[rank].__ray_ready__.remote())
 
     def kill(self) -> None:
         for a in self.actors:

@@ -192,6 +192,24 @@ class PolicyTrainer:
             module.save_pretrained(path, state_dict=weights)
             load_tokenizer(self.model_path).save_pretrained(path)
 
+    # ---- checkpoints -------------------------------------------------------------------
+
+    def save_checkpoint(self, path: str) -> None:
+        """Engine state (weights, optimizer, scheduler) of every rank plus this rank's RNG
+        streams; every rank must call. On several nodes `path` must be shared storage."""
+        self.engine.save_checkpoint(path, tag="engine", client_state={"version": self.version})
+        torch.save(_rng_state(), os.path.join(path, f"rng_rank{self.rank}.pt"))
+
+    def load_checkpoint(self, path: str) -> int:
+        """Restores what `save_checkpoint` wrote; returns the policy version."""
+        loaded, client = self.engine.load_checkpoint(path, tag="engine", load_optimizer_states=True,
+                                                     load_lr_scheduler_states=True)
+        if loaded is None:
+            raise FileNotFoundError(f"no DeepSpeed engine state under {path}")
+        _set_rng_state(torch.load(os.path.join(path, f"rng_rank{self.rank}.pt"), weights_only=False))
+        self.version = client["version"]
+        return self.version
+
     def _step(self) -> float:
         """engine.step(); returns the global gradient norm (before clipping) at an optimizer step."""
         boundary = self.engine.is_gradient_accumulation_boundary()
@@ -210,3 +228,26 @@ class PolicyTrainer:
         k = self.optim.micro_batch_size
         for i in range(0, n, k):
             yield {key: v[i:i + k] for key, v in batch.items()}
+
+
+def _rng_state() -> dict:
+    import random
+
+    import numpy as np
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    import random
+
+    import numpy as np
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

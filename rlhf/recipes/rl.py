@@ -5,6 +5,11 @@
     update    one optimizer step per mini-batch on the DeepSpeed trainer actors
     sync      trainer weights -> generators
 
+Each step logs seconds per kind of work (`timing/generate_s`, `reward_s`, `reference_s`,
+`old_logprobs_s`, `update_s`, `sync_s`) and the step's wall time. A generator or reward actor
+that dies is restarted (generators then get the current weights) and the call is repeated;
+generation is seeded per step, so the repeat gives the same samples.
+
 The driver holds no model: it moves token ids and small tensors between the actors.
 Recipes differ only in their config (see `rlhf.recipes.dapo` / `rlhf.recipes.grpo`).
 """
@@ -15,6 +20,7 @@ import logging
 import time
 from contextlib import contextmanager
 
+import ray
 import torch
 
 from rlhf.actors.generator import SamplingSettings
@@ -22,7 +28,7 @@ from rlhf.actors.trainer import PolicyLossSettings
 from rlhf.algorithms import get_advantage_estimator, groups_with_signal, overlong_penalty
 from rlhf.batch import Completion, collate, num_rows, split_rows, trim_padding
 from rlhf.data.prompts import PromptSampler, PromptSet
-from rlhf.metrics import combine_shards, mean_dicts
+from rlhf.metrics import combine_shards, mean_dicts, pass_at_k
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,16 @@ class RLLoop:
         self.version = 0  # optimizer steps taken so far: the policy version
         self.step_idx = 0
         self.timing: dict[str, float] = {}
+        self.events: list[dict] = []  # actor restarts, for the run's log
+        self.restarts = 0
+
+    def state_dict(self) -> dict:
+        """What the driver needs to continue exactly (the actors' state is checkpointed by them)."""
+        return {"step": self.step_idx, "version": self.version, "sampler": self.sampler.state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step_idx, self.version = state["step"], state["version"]
+        self.sampler.load_state(state["sampler"])
 
     # ---- phases ------------------------------------------------------------------------
 
@@ -43,11 +59,12 @@ class RLLoop:
         gens = self.roles.generators
         k = len(gens)
         chunks = [c for c in (list(range(len(prompts)))[i::k] for i in range(k)) if c]
-        results = gens.scatter(
-            lambda g, c: g.generate.remote([prompts.prompt_ids[i] for i in c[1]],
-                                           SamplingSettings(s.n, s.temperature, s.top_p, s.max_new_tokens,
-                                                            s.seed + c[0])),
-            list(enumerate(chunks)))
+        with self._timed("generate"):
+            results = self._recovering(gens, lambda: gens.scatter(
+                lambda g, c: g.generate.remote([prompts.prompt_ids[i] for i in c[1]],
+                                               SamplingSettings(s.n, s.temperature, s.top_p, s.max_new_tokens,
+                                                                s.seed + c[0])),
+                list(enumerate(chunks))))
         out: list = [None] * len(prompts)
         for chunk, comps in zip(chunks, results):
             for j, i in enumerate(chunk):
@@ -64,10 +81,12 @@ class RLLoop:
         truncated = [not c.finished for c in completions]
         w = len(self.roles.rewards)
         parts = [range(i * len(texts) // w, (i + 1) * len(texts) // w) for i in range(w)]
-        results = self.roles.rewards.scatter(
-            lambda a, p: a.score.remote([prompts_rep[i] for i in p], [texts[i] for i in p],
-                                        {k: [v[i] for i in p] for k, v in columns.items()},
-                                        [lengths[i] for i in p], [truncated[i] for i in p], split), parts)
+        rewards = self.roles.rewards
+        with self._timed("reward"):
+            results = self._recovering(rewards, lambda: rewards.scatter(
+                lambda a, p: a.score.remote([prompts_rep[i] for i in p], [texts[i] for i in p],
+                                            {k: [v[i] for i in p] for k, v in columns.items()},
+                                            [lengths[i] for i in p], [truncated[i] for i in p], split), parts))
         scores = torch.tensor([s for r, _ in results for s in r], dtype=torch.float32)
         metrics = _combine_reward_metrics([m for _, m in results], [len(p) for p in parts])
         return scores, metrics
@@ -129,11 +148,13 @@ class RLLoop:
         a, t = self.cfg.algorithm, self.cfg.trainer
         temp = self.cfg.rollout.temperature
         if a.kl_coef > 0:
-            (batch["ref_logprobs_BR"],) = self.roles.reference.each(lambda ref: ref.logprobs.remote(batch, temp))
+            with self._timed("reference"):
+                (batch["ref_logprobs_BR"],) = self.roles.reference.each(lambda ref: ref.logprobs.remote(batch, temp))
         if t.mini_batches * t.epochs > 1:  # otherwise pi_old is the policy itself: ratio 1 at the step
             shards = split_rows(batch, len(self.roles.trainers))
-            batch["old_logprobs_BR"] = torch.cat(self.roles.trainers.scatter(
-                lambda tr, s: tr.logprobs.remote(trim_padding(s), temp), shards))
+            with self._timed("old_logprobs"):
+                batch["old_logprobs_BR"] = torch.cat(self.roles.trainers.scatter(
+                    lambda tr, s: tr.logprobs.remote(trim_padding(s), temp), shards))
         estimator = get_advantage_estimator(a.adv_estimator)
         batch["advantages_BR"], _ = estimator(response_mask_BR=batch["response_mask_BR"], scores_B=scores,
                                               group_size=self.cfg.rollout.n, eps=a.norm_eps)
@@ -159,44 +180,79 @@ class RLLoop:
         return combine_shards(results)
 
     def sync(self) -> dict:
-        stats = self.transport.sync(self.roles.trainers, self.roles.generators, self.version)
+        gens = self.roles.generators
+        stats = self._recovering(gens, lambda: self.transport.sync(self.roles.trainers, gens, self.version),
+                                 resync=False)
         return {"sync/seconds": stats.seconds, "sync/bytes": stats.num_bytes}
 
     # ---- one step and evaluation -------------------------------------------------------
 
     def step(self) -> dict:
         self.timing = {}
-        with self._timed("collect"):
-            batch, scores, metrics = self.collect()
-        with self._timed("prepare"):
-            batch = self.prepare(batch, scores)
+        t0 = time.perf_counter()
+        batch, scores, metrics = self.collect()
+        batch = self.prepare(batch, scores)
         with self._timed("update"):
             metrics |= self.update(batch)
         with self._timed("sync"):
             metrics |= self.sync()
         self.step_idx += 1
         tokens = float(batch["response_mask_BR"].sum())
-        total = sum(self.timing.values())
+        total = time.perf_counter() - t0
         metrics |= {f"timing/{k}_s": v for k, v in self.timing.items()}
         metrics |= {"timing/step_s": total, "throughput/response_tokens_per_s": tokens / max(total, 1e-9),
                     "step": self.step_idx, "policy_version": self.version}
         return metrics
 
     def evaluate(self) -> dict:
-        """Greedy held-out accuracy: the weighted score of `reward.eval_fns` on greedy completions."""
-        r = self.cfg.rollout
+        """Held-out accuracy: the weighted score of `reward.eval_fns` on greedy completions; with
+        `run.eval_samples = n` also avg@n (mean score of n samples per prompt) and the unbiased
+        pass@k (Chen et al. 2021) over those samples, a sample passing when its score is >= 1."""
+        r, run = self.cfg.rollout, self.cfg.run
         t0 = time.perf_counter()
-        settings = SamplingSettings(1, 0.0, 1.0, r.max_new_tokens, seed=0)
-        completions = self.generate(self.evalset, settings)
+        completions = self.generate(self.evalset, SamplingSettings(1, 0.0, 1.0, r.max_new_tokens, seed=0))
         scores, _ = self.score(self.evalset, completions, 1, split="eval")
-        return {"eval/accuracy": float(scores.mean()), "eval/response_length": _mean_len(completions),
-                "eval/seconds": time.perf_counter() - t0, "step": self.step_idx}
+        out = {"eval/accuracy": float(scores.mean()), "eval/response_length": _mean_len(completions)}
+        n = run.eval_samples
+        if n:
+            # one fixed seed: every evaluation draws with the same noise, so curves compare policies
+            sampled = self.generate(self.evalset, SamplingSettings(n, r.temperature, r.top_p, r.max_new_tokens,
+                                                                   seed=run.seed + 7919))
+            s, _ = self.score(self.evalset, sampled, n, split="eval")
+            correct = (s.view(-1, n) >= 1.0).sum(1).tolist()
+            out[f"eval/avg@{n}"] = float(s.mean())
+            for k in run.eval_pass_k:
+                out[f"eval/pass@{k}"] = sum(pass_at_k(n, c, k) for c in correct) / len(correct)
+        return out | {"eval/seconds": time.perf_counter() - t0, "step": self.step_idx}
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _recovering(self, group, call, resync: bool = True):
+        """`call()`; when an actor of `group` has died, restart it (a generator then gets the
+        current weights when `resync`) and call again, up to `run.max_actor_restarts` in all."""
+        while True:
+            try:
+                return call()
+            except ray.exceptions.RayActorError as e:
+                dead = group.dead_ranks()
+                if not dead or self.restarts + len(dead) > self.cfg.run.max_actor_restarts:
+                    raise
+                for rank in dead:
+                    self.restarts += 1
+                    log.warning("%s actor %d died (%s); restarting it (%d/%d restarts)", group.name, rank,
+                                type(e).__name__, self.restarts, self.cfg.run.max_actor_restarts)
+                    group.restart(rank)
+                    self.events.append({"event": "actor_restarted", "role": group.name, "rank": rank,
+                                        "step": self.step_idx + 1, "error": str(e).splitlines()[0][:200]})
+                if resync and group is self.roles.generators:
+                    self.sync()
 
     @contextmanager
     def _timed(self, phase: str):
+        """Adds the block's seconds to `phase` (a phase may run several times in a step)."""
         t0 = time.perf_counter()
         yield
-        self.timing[phase] = time.perf_counter() - t0
+        self.timing[phase] = self.timing.get(phase, 0.0) + time.perf_counter() - t0
 
 
 # ---- metric helpers ------------------------------------------------------------------------

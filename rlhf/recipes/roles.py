@@ -69,10 +69,12 @@ class Roles:
     rewards: ActorGroup
     reference: Optional[ActorGroup] = None
 
+    def groups(self) -> list[ActorGroup]:
+        return [g for g in (self.trainers, self.generators, self.rewards, self.reference) if g is not None]
+
     def kill(self) -> None:
-        for group in (self.trainers, self.generators, self.rewards, self.reference):
-            if group is not None:
-                group.kill()
+        for group in self.groups():
+            group.kill()
 
 
 def create_roles(cfg, model_path: str) -> Roles:
