@@ -29,6 +29,7 @@ class Completion:
     token_ids: list[int]
     logprobs: list[float]
     finished: bool  # ended with EOS (False: cut at max_new_tokens)
+    version: int = 0  # the policy version (optimizer steps) of the weights that sampled it
 
 
 def collate(prompt_ids: list[list[int]], completions: list[Completion], pad_id: int) -> Batch:

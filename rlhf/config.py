@@ -78,6 +78,8 @@ class RolloutConfig:
     temperature: float = _f(1.0, "sampling temperature (the trainer scores with the same temperature)")
     top_p: float = _f(1.0, "nucleus sampling threshold")
     max_new_tokens: int = _f(16, "maximum response length; also DAPO's L_max")
+    max_staleness: int = _f(0, "off-policy rollouts: generators work up to this many batches ahead of the trainer "
+                               "and no sample older than this many policy versions is trained on (0: synchronous)")
 
 
 @dataclass
@@ -95,6 +97,15 @@ class OverlongConfig:
 
 
 @dataclass
+class RolloutCorrectionConfig:
+    enabled: Optional[bool] = _f(None, "truncated importance sampling between the trainer's pi_old and the rollout "
+                                       "engine's log-probs; empty: on when rollout.max_staleness > 0")
+    level: str = _f("token", "importance weight per token, or one per sequence (product of token ratios)")
+    mode: str = _f("truncate", "truncate: min(w, cap); mask: weights above cap become 0")
+    cap: float = _f(2.0, "upper bound of the importance weight")
+
+
+@dataclass
 class AlgorithmConfig:
     adv_estimator: str = _f("grpo", "advantage estimator by name (see rlhf.algorithms.advantages)")
     norm_eps: float = _f(1e-6, "epsilon of group standard-deviation normalisation")
@@ -108,6 +119,8 @@ class AlgorithmConfig:
     kl_estimator: str = _f("k3", "KL estimator for the loss term: k1, k2, k3")
     dynamic_sampling: DynamicSamplingConfig = _f(DynamicSamplingConfig, "DAPO dynamic sampling")
     overlong: OverlongConfig = _f(OverlongConfig, "DAPO overlong reward shaping and filtering")
+    rollout_correction: RolloutCorrectionConfig = _f(RolloutCorrectionConfig,
+                                                     "importance-sampling correction for off-policy samples")
 
 
 @dataclass
@@ -224,6 +237,13 @@ class RLConfig:
         if self.run.eval_samples and too_big:
             raise ConfigError(f"run.eval_pass_k={list(self.run.eval_pass_k)}: every k must be in "
                               f"[1, run.eval_samples={self.run.eval_samples}]")
+        rc = self.algorithm.rollout_correction
+        _choice("algorithm.rollout_correction.level", rc.level, ("token", "sequence"))
+        _choice("algorithm.rollout_correction.mode", rc.mode, ("truncate", "mask"))
+        if rc.cap <= 0:
+            raise ConfigError(f"algorithm.rollout_correction.cap={rc.cap} must be > 0")
+        if r.max_staleness < 0:
+            raise ConfigError(f"rollout.max_staleness={r.max_staleness} must be >= 0")
         if self.run.keep_checkpoints < 1:
             raise ConfigError(f"run.keep_checkpoints={self.run.keep_checkpoints} must be >= 1")
         if self.algorithm.dual_clip is not None and self.algorithm.dual_clip <= 1:

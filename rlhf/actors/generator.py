@@ -87,8 +87,12 @@ class Generator:
         self.engine = HFEngine(model_path, dtype, device)
 
     def generate(self, prompt_ids: list[list[int]], settings: SamplingSettings) -> list[Completion]:
-        """`settings.n` completions per prompt, grouped by prompt (prompt-major order)."""
-        return self.engine.generate(prompt_ids, settings)
+        """`settings.n` completions per prompt, grouped by prompt (prompt-major order), each
+        tagged with the version of the weights that sampled it."""
+        completions = self.engine.generate(prompt_ids, settings)
+        for c in completions:
+            c.version = self.weights_version
+        return completions
 
     def load_weights(self, named_tensors: dict, version: int) -> int:
         self.engine.load_weights(named_tensors)

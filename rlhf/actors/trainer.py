@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 from rlhf.actors.runtime import free_port, node_ip, setup_process
-from rlhf.algorithms import aggregate_loss, get_policy_loss, kl_estimate, token_logprobs
+from rlhf.algorithms import aggregate_loss, get_policy_loss, kl_estimate, token_logprobs, truncated_is_weights
 from rlhf.metrics import combine_shards, mean_dicts
 from rlhf.models import load_causal_lm, load_tokenizer, resolve_dtype, response_logprobs
 
@@ -45,6 +45,7 @@ class PolicyLossSettings:
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
     temperature: float = 1.0
+    rollout_is: Optional[dict] = None  # truncated IS vs the rollout engine: {cap, level, mode}; None: off
 
 
 class PolicyTrainer:
@@ -122,10 +123,15 @@ class PolicyTrainer:
                 lp = response_logprobs(self.engine, mb["input_ids_BT"].to(self.device),
                                        mb["attention_mask_BT"].to(self.device), R, loss.temperature)
                 old = mb["old_logprobs_BR"].to(self.device) if "old_logprobs_BR" in mb else lp.detach()
+                extra, is_metrics = {}, {}
+                if loss.rollout_is is not None:  # pi_old / pi_rollout, truncated
+                    extra["is_weights_BR"], is_metrics = truncated_is_weights(
+                        old, mb["rollout_logprobs_BR"].to(self.device), mask, **loss.rollout_is)
                 value, metrics = policy_loss(lp, old, mb["advantages_BR"].to(self.device), mask,
                                              eps_low=loss.eps_low, eps_high=loss.eps_high,
-                                             dual_clip=loss.dual_clip, agg_mode=loss.agg_mode, **norms)
+                                             dual_clip=loss.dual_clip, agg_mode=loss.agg_mode, **extra, **norms)
                 metrics = {f"actor/{k}": v for k, v in metrics.items()}
+                metrics |= {f"offpolicy/{k}": v for k, v in is_metrics.items()}
                 metrics["actor/pg_loss"] = value.item()
                 if loss.kl_coef > 0:
                     kl = aggregate_loss(kl_estimate(lp, mb["ref_logprobs_BR"].to(self.device), loss.kl_estimator),

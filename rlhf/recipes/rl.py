@@ -5,6 +5,14 @@
     update    one optimizer step per mini-batch on the DeepSpeed trainer actors
     sync      trainer weights -> generators
 
+Off-policy rollouts (`rollout.max_staleness = k > 0`): before the update of step t the
+generators are handed the generation batches of the next k steps, so they sample while the
+trainer trains; weights are pushed after each update without waiting, and a generator loads
+them between two generation requests (Ray runs an actor's calls in order). Every sample
+carries the version of the weights that drew it (the number of updates behind it), groups
+older than k versions are never trained on, and the loss corrects for the gap with truncated
+importance sampling against the engine's log-probs (`algorithm.rollout_correction`).
+
 Each step logs seconds per kind of work (`timing/generate_s`, `reward_s`, `reference_s`,
 `old_logprobs_s`, `update_s`, `sync_s`) and the step's wall time. A generator or reward actor
 that dies is restarted (generators then get the current weights) and the call is repeated;
@@ -18,7 +26,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Optional
 
 import ray
 import torch
@@ -33,43 +44,100 @@ from rlhf.metrics import combine_shards, mean_dicts, pass_at_k
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class GenerationRequest:
+    """One generation batch: its prompts and sampling settings, and once issued, one Ray
+    object ref per generator chunk (`refs` None: not issued yet)."""
+
+    prompts: PromptSet
+    prompt_idx: Optional[list[int]]  # rows of the training set (None for evaluation prompts)
+    settings: SamplingSettings
+    chunks: Optional[list[list[int]]] = None
+    refs: Optional[list] = None
+
+
 class RLLoop:
     def __init__(self, cfg, roles, tokenizer, train: PromptSet, evalset: PromptSet, transport):
         self.cfg, self.roles, self.tokenizer = cfg, roles, tokenizer
         self.train, self.evalset, self.transport = train, evalset, transport
         self.sampler = PromptSampler(len(train), cfg.data.seed)
-        self.version = 0  # optimizer steps taken so far: the policy version
+        self.version = 0  # updates pushed to the generators: the policy version samples are tagged with
+        self.staleness = cfg.rollout.max_staleness
+        self._ahead: deque[GenerationRequest] = deque()  # issued for coming steps (off-policy)
+        self._pending_loads: list = []  # weight loads not yet confirmed (off-policy sync)
+        self._issued_this_step = 0
         self.step_idx = 0
         self.timing: dict[str, float] = {}
         self.events: list[dict] = []  # actor restarts, for the run's log
         self.restarts = 0
 
     def state_dict(self) -> dict:
-        """What the driver needs to continue exactly (the actors' state is checkpointed by them)."""
-        return {"step": self.step_idx, "version": self.version, "sampler": self.sampler.state()}
+        """What the driver needs to continue (the actors' state is checkpointed by them). Batches
+        generated ahead are stored as prompts and seeds and drawn again on resume, from the
+        checkpoint's weights."""
+        return {"step": self.step_idx, "version": self.version, "sampler": self.sampler.state(),
+                "ahead": [{"prompt_idx": r.prompt_idx, "seed": r.settings.seed} for r in self._ahead]}
 
     def load_state_dict(self, state: dict) -> None:
         self.step_idx, self.version = state["step"], state["version"]
         self.sampler.load_state(state["sampler"])
+        self._ahead = deque(self._request(a["prompt_idx"], a["seed"]) for a in state.get("ahead", []))
 
     # ---- phases ------------------------------------------------------------------------
 
     def generate(self, prompts: PromptSet, s: SamplingSettings) -> list[Completion]:
         """`s.n` completions per prompt, prompt-major; prompts are spread over the generators."""
+        return self._wait(GenerationRequest(prompts, None, s))
+
+    def _request(self, prompt_idx: list[int], seed: Optional[int] = None) -> GenerationRequest:
+        r = self.cfg.rollout
+        if seed is None:  # one seed per generation batch: a repeat (restart, resume) draws the same samples
+            seed = self.cfg.run.seed * 1_000_003 + self.step_idx * 1009 + self._issued_this_step
+            self._issued_this_step += 1
+        return GenerationRequest(self.train.select(prompt_idx), prompt_idx,
+                                 SamplingSettings(r.n, r.temperature, r.top_p, r.max_new_tokens, seed))
+
+    def _issue(self, req: GenerationRequest) -> GenerationRequest:
         gens = self.roles.generators
-        k = len(gens)
-        chunks = [c for c in (list(range(len(prompts)))[i::k] for i in range(k)) if c]
+        k, s = len(gens), req.settings
+        req.chunks = [c for c in (list(range(len(req.prompts)))[i::k] for i in range(k)) if c]
+        req.refs = [gens.actors[j].generate.remote(
+            [req.prompts.prompt_ids[i] for i in chunk],
+            SamplingSettings(s.n, s.temperature, s.top_p, s.max_new_tokens, s.seed + j))
+            for j, chunk in enumerate(req.chunks)]
+        return req
+
+    def _wait(self, req: GenerationRequest) -> list[Completion]:
+        """The request's completions, issuing it first if needed; when a generator died, it is
+        restarted and this request and those issued ahead are issued again."""
+        if req.refs is None:
+            self._issue(req)
+
+        def get():
+            ray.get(self._pending_loads)  # a failed weight load surfaces here
+            self._pending_loads = []
+            return ray.get(req.refs)
+
+        def reissue():
+            self._pending_loads = []
+            for r in (req, *self._ahead):
+                self._issue(r)
+
         with self._timed("generate"):
-            results = self._recovering(gens, lambda: gens.scatter(
-                lambda g, c: g.generate.remote([prompts.prompt_ids[i] for i in c[1]],
-                                               SamplingSettings(s.n, s.temperature, s.top_p, s.max_new_tokens,
-                                                                s.seed + c[0])),
-                list(enumerate(chunks))))
-        out: list = [None] * len(prompts)
-        for chunk, comps in zip(chunks, results):
+            results = self._recovering(self.roles.generators, get, after_restart=reissue)
+        n = req.settings.n
+        out: list = [None] * len(req.prompts)
+        for chunk, comps in zip(req.chunks, results):
             for j, i in enumerate(chunk):
-                out[i] = comps[j * s.n:(j + 1) * s.n]
+                out[i] = comps[j * n:(j + 1) * n]
         return [c for group in out for c in group]
+
+    def prefetch(self) -> None:
+        """Off-policy: keep the generation batches of the next `max_staleness` steps in flight."""
+        gen_prompts = self.cfg.rollout.gen_prompts if self.cfg.algorithm.dynamic_sampling.enabled \
+            else self.cfg.rollout.prompts_per_step
+        while len(self._ahead) < self.staleness:
+            self._ahead.append(self._issue(self._request(self.sampler.next(gen_prompts))))
 
     def score(self, prompts: PromptSet, completions: list[Completion], n: int, split: str = "train"):
         """Rewards of every completion (rule rewards on the reward actors), and their metrics."""
@@ -101,18 +169,20 @@ class RLLoop:
         want, n = r.prompts_per_step, r.n
         gen_prompts = r.gen_prompts if ds.enabled else r.prompts_per_step
         kept, dropped, metrics_list = [], [], []
-        gen_batches = 0
+        gen_batches = stale = 0
         while len(kept) < want and (gen_batches < ds.max_gen_batches or not ds.enabled):
-            prompts = self.train.select(self.sampler.next(gen_prompts))
-            settings = SamplingSettings(n, r.temperature, r.top_p, r.max_new_tokens,
-                                        seed=self.cfg.run.seed * 1_000_003 + self.step_idx * 1009 + gen_batches)
-            completions = self.generate(prompts, settings)
+            req = self._ahead.popleft() if self._ahead else self._request(self.sampler.next(gen_prompts))
+            prompts = req.prompts
+            completions = self._wait(req)
             scores, metrics = self.score(prompts, completions, n)
             scores, shaping = self._shape(scores, completions)
             metrics |= shaping
             keep_G = groups_with_signal(scores, n) if ds.enabled else torch.ones(len(prompts), dtype=torch.bool)
             for g in range(len(prompts)):
                 group = (prompts.prompt_ids[g], completions[g * n:(g + 1) * n], scores[g * n:(g + 1) * n])
+                if min(c.version for c in group[1]) < self.version - self.staleness:
+                    stale += 1  # never trained on, not even as masked padding
+                    continue
                 (kept if keep_G[g] else dropped).append(group)
             metrics["dynamic_sampling/kept_frac"] = float(keep_G.float().mean())
             metrics_list.append(metrics)
@@ -132,6 +202,9 @@ class RLLoop:
         metrics = mean_dicts(metrics_list)
         metrics |= {"dynamic_sampling/gen_batches": gen_batches, "dynamic_sampling/padded_groups": padded,
                     "dynamic_sampling/filtered_frac": len(dropped) / max(1, len(kept) + len(dropped))}
+        ages = torch.tensor([self.version - c.version for _, comps, _ in groups for c in comps], dtype=torch.float32)
+        metrics |= {"offpolicy/staleness_mean": float(ages.mean()), "offpolicy/staleness_max": float(ages.max()),
+                    "offpolicy/stale_groups_dropped": stale}
         metrics |= _response_metrics(batch, scores, [c for _, comps, _ in groups for c in comps])
         return batch, scores, metrics
 
@@ -174,24 +247,35 @@ class RLLoop:
         loss = PolicyLossSettings(
             name=a.policy_loss, eps_low=a.eps_low, eps_high=a.eps_high, dual_clip=a.dual_clip,
             agg_mode=a.loss_agg, norm_len=self.cfg.rollout.max_new_tokens, kl_coef=a.kl_coef,
-            kl_estimator=a.kl_estimator, temperature=self.cfg.rollout.temperature)
+            kl_estimator=a.kl_estimator, temperature=self.cfg.rollout.temperature, rollout_is=self._rollout_is())
         results = self.roles.trainers.scatter(lambda tr, shards: tr.train_rl.remote(shards, counts, loss), per_rank)
-        self.version += t.mini_batches * t.epochs
+        self.version += 1
         return combine_shards(results)
 
-    def sync(self) -> dict:
+    def _rollout_is(self) -> Optional[dict]:
+        rc = self.cfg.algorithm.rollout_correction
+        on = rc.enabled if rc.enabled is not None else self.staleness > 0
+        return {"cap": rc.cap, "level": rc.level, "mode": rc.mode} if on else None
+
+    def sync(self, wait: Optional[bool] = None) -> dict:
+        """Pushes the trainers' weights; off-policy it does not wait for the generators to load
+        them (they do, in order, after the requests already handed to them)."""
+        wait = self.staleness == 0 if wait is None else wait
         gens = self.roles.generators
-        stats = self._recovering(gens, lambda: self.transport.sync(self.roles.trainers, gens, self.version),
-                                 resync=False)
+        stats = self._recovering(gens, lambda: self.transport.sync(self.roles.trainers, gens, self.version,
+                                                                   wait=wait), resync=False)
+        self._pending_loads += stats.pending
         return {"sync/seconds": stats.seconds, "sync/bytes": stats.num_bytes}
 
     # ---- one step and evaluation -------------------------------------------------------
 
     def step(self) -> dict:
         self.timing = {}
+        self._issued_this_step = 0
         t0 = time.perf_counter()
         batch, scores, metrics = self.collect()
         batch = self.prepare(batch, scores)
+        self.prefetch()  # off-policy: the generators sample the next batches during the update
         with self._timed("update"):
             metrics |= self.update(batch)
         with self._timed("sync"):
@@ -227,9 +311,10 @@ class RLLoop:
 
     # ---- plumbing ------------------------------------------------------------------------
 
-    def _recovering(self, group, call, resync: bool = True):
+    def _recovering(self, group, call, resync: bool = True, after_restart=None):
         """`call()`; when an actor of `group` has died, restart it (a generator then gets the
-        current weights when `resync`) and call again, up to `run.max_actor_restarts` in all."""
+        current weights when `resync`), run `after_restart()` and call again, up to
+        `run.max_actor_restarts` restarts in all."""
         while True:
             try:
                 return call()
@@ -245,7 +330,9 @@ class RLLoop:
                     self.events.append({"event": "actor_restarted", "role": group.name, "rank": rank,
                                         "step": self.step_idx + 1, "error": str(e).splitlines()[0][:200]})
                 if resync and group is self.roles.generators:
-                    self.sync()
+                    self.sync(wait=True)
+                if after_restart is not None:
+                    after_restart()
 
     @contextmanager
     def _timed(self, phase: str):
