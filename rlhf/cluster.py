@@ -13,6 +13,10 @@ def init_ray(address: str | None, num_cpus: int | None, needed_cpus: float) -> N
     import ray
 
     if ray.is_initialized():
+        have = ray.cluster_resources().get("CPU", 0)
+        if have < needed_cpus:
+            log.warning("the Ray cluster has %s CPUs but this run's actors ask for %.1f: some will wait for "
+                        "resources until others finish", have, needed_cpus)
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:  # the cluster (or `ray job submit --runtime-env-json`) defines the workers' environment

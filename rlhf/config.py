@@ -56,6 +56,10 @@ class DataConfig:
     task: str = _f("addition", "built-in synthetic task used when data.train is empty")
     prompt_key: str = _f("prompt", "column holding the prompt text")
     answer_key: str = _f("answer", "column holding the gold answer (passed to rewards as a keyword argument)")
+    response_key: str = _f("response", "SFT: column holding the target response (GSM8K: answer, MATH: solution)")
+    messages_key: str = _f("messages", "SFT: column holding a chat as [{role, content}] (last assistant turn = target)")
+    chosen_key: str = _f("chosen", "preferences: column of the preferred response (text, messages or HH transcript)")
+    rejected_key: str = _f("rejected", "preferences: column of the dispreferred response")
     num_eval: int = _f(200, "held-out prompts scored at each evaluation")
     max_prompt_len: int = _f(256, "prompts longer than this many tokens are an error")
     seed: int = _f(0, "seed of the built-in task's split and of the prompt order")
@@ -117,6 +121,12 @@ class AlgorithmConfig:
                                               "seq-mean-token-sum, seq-mean-token-sum-norm")
     kl_coef: float = _f(0.0, "coefficient of the KL-to-reference loss term; 0 disables the reference model")
     kl_estimator: str = _f("k3", "KL estimator for the loss term: k1, k2, k3")
+    kl_penalty: str = _f("loss", "where the KL to the reference goes: loss (GRPO) or reward (PPO, per token)")
+    kl_controller: str = _f("fixed", "KL coefficient: fixed, or adaptive towards kl_target (Ziegler et al. 2019)")
+    kl_target: float = _f(0.1, "adaptive controller: target KL per sequence")
+    kl_horizon: int = _f(10000, "adaptive controller: horizon in samples")
+    gamma: float = _f(1.0, "discount of GAE / REINFORCE++ returns")
+    lam: float = _f(0.95, "GAE lambda")
     dynamic_sampling: DynamicSamplingConfig = _f(DynamicSamplingConfig, "DAPO dynamic sampling")
     overlong: OverlongConfig = _f(OverlongConfig, "DAPO overlong reward shaping and filtering")
     rollout_correction: RolloutCorrectionConfig = _f(RolloutCorrectionConfig,
@@ -142,7 +152,12 @@ class TrainerConfig:
 @dataclass
 class GeneratorConfig:
     num_workers: int = _f(1, "rollout generator actors")
-    backend: str = _f("hf", "rollout engine: hf (transformers generate)")
+    backend: str = _f("hf", "rollout engine: hf (transformers generate) or vllm (GPU)")
+    tensor_parallel_size: int = _f(1, "vllm: GPUs per engine (tensor parallel); generator.gpus_per_worker must cover them")
+    gpu_memory_utilization: float = _f(0.4, "vllm: share of the GPU's memory the engine may take (weights + KV cache)")
+    max_model_len: Optional[int] = _f(None, "vllm: longest prompt + response (empty: the model's)")
+    sleep_while_training: bool = _f(False, "vllm: release KV cache and weights while the trainer trains (colocated)")
+    enforce_eager: bool = _f(False, "vllm: no CUDA graphs / compilation (starts faster, generates slower)")
     cpus_per_worker: float = _f(1.0, "Ray CPUs reserved per generator actor")
     gpus_per_worker: float = _f(0.0, "Ray GPUs reserved per generator actor")
 
@@ -156,6 +171,8 @@ class RewardConfig:
     timeout_s: float = _f(10.0, "time limit of one reward call")
     num_workers: int = _f(1, "Ray reward actors the batch is spread over")
     processes_per_worker: int = _f(1, "isolated processes inside each reward actor")
+    model: Optional[str] = _f(None, "a trained reward model directory (from rlhf.recipes.rm) added to the reward")
+    model_weight: float = _f(1.0, "weight of the reward model's score in the reward")
 
 
 @dataclass
@@ -180,6 +197,34 @@ class RunConfig:
 
 
 @dataclass
+class SupervisedConfig:
+    steps: int = _f(200, "SFT / RM / DPO optimizer steps")
+    lr: float = _f(1e-4, "peak learning rate (linear warmup, then linear decay to 0)")
+    warmup_steps: int = _f(20, "learning-rate warmup steps")
+    batch_size: int = _f(32, "examples (SFT) or pairs (RM, DPO) per step")
+    micro_batch_size: int = _f(16, "examples or pairs per forward/backward on one worker (padded batches)")
+    packing: bool = _f(True, "SFT: pack several examples per row (attention stays within each example)")
+    max_len: int = _f(512, "longest example / packed row, in tokens")
+    eval_every: int = _f(50, "evaluate every this many steps (and before and after)")
+    num_eval: int = _f(256, "held-out examples or pairs per evaluation")
+
+
+@dataclass
+class DPOConfig:
+    beta: float = _f(0.1, "DPO beta: strength of the implicit KL to the reference")
+    loss_type: str = _f("sigmoid", "sigmoid (DPO) or ipo")
+    label_smoothing: float = _f(0.0, "conservative DPO: assumed probability that a preference label is flipped")
+
+
+@dataclass
+class CriticConfig:
+    init: Optional[str] = _f(None, "PPO critic initialisation: a reward model directory; empty: the policy")
+    lr: float = _f(1e-4, "critic learning rate")
+    value_clip: Optional[float] = _f(0.2, "clip of the value change per update (empty: no clipping)")
+    warmup_steps: int = _f(0, "critic learning-rate warmup steps")
+
+
+@dataclass
 class RayConfig:
     address: Optional[str] = _f(None, "Ray cluster address; empty: RAY_ADDRESS, else a local cluster")
     num_cpus: Optional[int] = _f(None, "CPUs of a local cluster (default: enough for every actor)")
@@ -197,6 +242,9 @@ class RLConfig:
     reward: RewardConfig = _f(RewardConfig, "reward functions")
     run: RunConfig = _f(RunConfig, "loop, logging and output")
     ray: RayConfig = _f(RayConfig, "Ray cluster")
+    train: SupervisedConfig = _f(SupervisedConfig, "SFT, reward-model and DPO training")
+    dpo: DPOConfig = _f(DPOConfig, "DPO loss")
+    critic: CriticConfig = _f(CriticConfig, "PPO critic")
 
     def validate(self) -> "RLConfig":
         from rlhf.algorithms import AGG_MODES, KL_ESTIMATORS, get_advantage_estimator, get_policy_loss
@@ -209,11 +257,14 @@ class RLConfig:
                 raise ConfigError(f"{key}: {e}") from None
         _choice("algorithm.loss_agg", self.algorithm.loss_agg, AGG_MODES)
         _choice("algorithm.kl_estimator", self.algorithm.kl_estimator, KL_ESTIMATORS)
-        _choice("generator.backend", self.generator.backend, ("hf",))
+        _choice("algorithm.kl_penalty", self.algorithm.kl_penalty, ("loss", "reward"))
+        _choice("algorithm.kl_controller", self.algorithm.kl_controller, ("fixed", "adaptive"))
+        _choice("dpo.loss_type", self.dpo.loss_type, ("sigmoid", "ipo"))
+        _choice("generator.backend", self.generator.backend, ("hf", "vllm"))
         _choice("model.dtype", self.model.dtype, ("auto", "float32", "bfloat16"))
         _choice("trainer.zero_stage", self.trainer.zero_stage, (0, 1, 2, 3))
         r, t = self.rollout, self.trainer
-        if r.n < 2:
+        if r.n < 2 and self.algorithm.adv_estimator != "gae":
             raise ConfigError(f"rollout.n={r.n}: group advantages need at least 2 samples per prompt")
         batch = r.prompts_per_step * r.n
         per_rank = batch // (t.num_workers * t.mini_batches)

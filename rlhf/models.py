@@ -121,3 +121,53 @@ def response_logprobs(model, input_ids_BT, attention_mask_BT, response_len: int,
     # logits at t predict token t+1: the R response tokens are predicted by positions [-R-1, -1)
     logits_BRV = out.logits[:, -response_len - 1:-1, :]
     return token_logprobs(logits_BRV, input_ids_BT[:, -response_len:], temperature=temperature)
+
+
+def load_value_model(path: str, dtype: torch.dtype, device: str = "cpu"):
+    """A transformer with a scalar head (`AutoModelForSequenceClassification`, 1 label): the
+    reward model reads it at a sequence's last token, the critic at every token. Loading a
+    causal LM checkpoint keeps its body and starts the head from scratch."""
+    from transformers import AutoModelForSequenceClassification
+
+    check_model_path(path)
+    attn = "flash_attention_2" if device != "cpu" and _has_flash_attn() else "sdpa"
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype,
+                                                               attn_implementation=attn)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = load_tokenizer(path).pad_token_id
+    return model.to(device)
+
+
+def token_values(model, inputs: dict) -> torch.Tensor:
+    """The scalar head at every position [B, T] (`inputs` as from `model_inputs`)."""
+    hidden = model.base_model(**inputs, use_cache=False).last_hidden_state
+    return model.score(hidden).squeeze(-1).float()
+
+
+def end_positions(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, column) of every example's last token, examples in order (padded or packed)."""
+    if "segment_ids_BT" not in batch:
+        last = batch["attention_mask_BT"].sum(1) - 1
+        return torch.arange(len(last)), last
+    seg = batch["segment_ids_BT"]
+    nxt = torch.cat([seg[:, 1:], torch.zeros_like(seg[:, :1])], 1)
+    return ((seg > 0) & (nxt != seg)).nonzero(as_tuple=True)  # row-major = example order
+
+
+def sequence_logps(model, batch: dict, device: str) -> torch.Tensor:
+    """Summed log-probs of each example's response tokens [N] (padded or packed batch)."""
+    from rlhf.data.sequences import model_inputs
+
+    inputs = model_inputs(batch, device)
+    logits = model(**inputs, use_cache=False).logits
+    lp_BT = token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:])
+    mask_BT = batch["loss_mask_BT"][:, 1:].to(device)
+    lp_BT = torch.where(mask_BT > 0, lp_BT, 0.0)
+    if "segment_ids_BT" not in batch:
+        return lp_BT.sum(1)
+    seg = batch["segment_ids_BT"][:, 1:].to(device)
+    counts = batch["segment_ids_BT"].max(1).values.to(device)
+    offsets = torch.cumsum(counts, 0) - counts  # first example index of each row
+    index = (offsets[:, None] + seg - 1).clamp(min=0)
+    return torch.zeros(int(counts.sum()), device=device, dtype=lp_BT.dtype).index_add_(
+        0, index.flatten(), lp_BT.flatten())

@@ -49,21 +49,25 @@ class Tracker:
             numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k != "step"}
             self.wandb.log(numbers, step=int(record.get("step", 0)))
 
-    def plot(self, filename: str = "curves.png") -> Path:
-        """Held-out accuracy (and pass@k / avg@k when sampled) and mean training reward per step."""
+    def plot(self, keys: Optional[list[str]] = None, filename: str = "curves.png") -> Path:
+        """Per step: the given evaluation `keys`, or for RL the held-out accuracy (and pass@k /
+        avg@k when sampled) and the mean training reward."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         train = [r for r in self.history if "reward/mean" in r]
-        evals = [r for r in self.history if "eval/accuracy" in r]
+        evals = [r for r in self.history if any(k.startswith("eval/") for k in r)]
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        keys = ["eval/accuracy"] + sorted({k for r in evals for k in r if "@" in k})
+        keys = keys or ["eval/accuracy"] + sorted({k for r in evals for k in r if "@" in k})
         for key in keys:
             pts = [(r["step"], r[key]) for r in evals if key in r]
-            ax.plot(*zip(*pts), "o-", label=key.replace("eval/accuracy", "held-out accuracy (greedy)"))
-        ax.plot([r["step"] for r in train], [r["reward/mean"] for r in train], ".-", alpha=0.7, label="mean reward")
+            if pts:
+                ax.plot(*zip(*pts), "o-", label=key.replace("eval/accuracy", "held-out accuracy (greedy)"))
+        if train:
+            ax.plot([r["step"] for r in train], [r["reward/mean"] for r in train], ".-", alpha=0.7,
+                    label="mean reward")
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -1,6 +1,6 @@
 """Rollout generator role. The driver only sees `Generator`; the engine behind it is
-transformers `generate` (an engine implements generate / load_weights / logprobs, plus
-optional sleep / wake_up, so a vLLM engine slots in behind the same interface)."""
+transformers `generate` (CPU, tests) or vLLM (`rlhf.actors.vllm_engine`, GPU). An engine
+implements generate / load_weights / logprobs, plus optional sleep / wake_up."""
 
 from __future__ import annotations
 
@@ -78,13 +78,18 @@ class Generator:
     """Rollout role: `generate`, `load_weights`, `logprobs`, and `sleep`/`wake_up` for colocation."""
 
     def __init__(self, model_path: str, backend: str = "hf", dtype: str = "auto", seed: int = 0,
-                 threads: int = 0, rank: int = 0):
+                 threads: int = 0, rank: int = 0, vllm: dict | None = None):
         device = setup_process(seed + 1000 * rank, threads)
         self.rank = rank
         self.weights_version = 0
-        if backend != "hf":
-            raise ValueError(f"generator.backend={backend!r}: only 'hf' is available")
-        self.engine = HFEngine(model_path, dtype, device)
+        if backend == "vllm":
+            from rlhf.actors.vllm_engine import VLLMEngine
+
+            self.engine = VLLMEngine(model_path, dtype, seed + 1000 * rank, **(vllm or {}))
+        elif backend == "hf":
+            self.engine = HFEngine(model_path, dtype, device)
+        else:
+            raise ValueError(f"generator.backend={backend!r}: use 'hf' or 'vllm'")
 
     def generate(self, prompt_ids: list[list[int]], settings: SamplingSettings) -> list[Completion]:
         """`settings.n` completions per prompt, grouped by prompt (prompt-major order), each

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from rlhf.actors.runtime import setup_process
-from rlhf.models import load_causal_lm, resolve_dtype, response_logprobs
+from rlhf.models import load_causal_lm, resolve_dtype, response_logprobs, sequence_logps
 
 
 class Reference:
@@ -23,3 +23,8 @@ class Reference:
             mask = batch["attention_mask_BT"][i:i + micro_batch_size].to(self.device)
             out.append(response_logprobs(self.model, ids, mask, R, temperature).cpu())
         return torch.cat(out)
+
+    @torch.no_grad()
+    def sequence_logps(self, batch: dict) -> torch.Tensor:
+        """Summed response log-probs per example of a sequence batch (DPO)."""
+        return sequence_logps(self.model, batch, self.device).cpu()

@@ -15,9 +15,11 @@ from typing import Optional
 import torch
 
 from rlhf.actors.runtime import free_port, node_ip, setup_process
-from rlhf.algorithms import aggregate_loss, get_policy_loss, kl_estimate, token_logprobs, truncated_is_weights
+from rlhf.algorithms import (aggregate_loss, dpo_loss, get_policy_loss, kl_estimate, token_logprobs,
+                             truncated_is_weights)
+from rlhf.data.sequences import model_inputs
 from rlhf.metrics import combine_shards, mean_dicts
-from rlhf.models import load_causal_lm, load_tokenizer, resolve_dtype, response_logprobs
+from rlhf.models import load_causal_lm, load_tokenizer, resolve_dtype, response_logprobs, sequence_logps
 
 
 @dataclass
@@ -68,7 +70,7 @@ class PolicyTrainer:
         os.environ.update(RANK=str(self.rank), WORLD_SIZE=str(self.world_size), LOCAL_RANK="0",
                           MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
         deepspeed.init_distributed(dist_backend="nccl" if self.device == "cuda" else "gloo")
-        model = load_causal_lm(self.model_path, self.dtype, self.device)
+        model = self._load_model()
         if self.optim.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         o = self.optim
@@ -95,6 +97,10 @@ class PolicyTrainer:
                 "warmup_min_lr": 0.0, "warmup_max_lr": o.lr, "warmup_num_steps": o.warmup_steps,
                 "warmup_type": "linear"}}
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+
+    def _load_model(self):
+        """The trained module (subclasses train other heads on the same engine setup)."""
+        return load_causal_lm(self.model_path, self.dtype, self.device)
 
     # ---- RL ----------------------------------------------------------------------------
 
@@ -146,24 +152,59 @@ class PolicyTrainer:
         self.version += len(minibatches)
         return mean_dicts(steps)
 
-    # ---- supervised (warm start, SFT) ---------------------------------------------------
+    # ---- supervised (warm start, SFT) and DPO -------------------------------------------
 
     def train_sft(self, batch: dict, num_tokens: int) -> dict:
-        """One optimizer step of token-mean cross-entropy on `loss_mask_BT` tokens;
-        `num_tokens` is the global count of loss tokens in the step's batch."""
+        """One optimizer step of token-mean cross-entropy on `loss_mask_BT` tokens (padded or
+        packed rows, see `rlhf.data.sequences`); `num_tokens` is the global count of loss
+        tokens in the step's batch."""
         self.engine.train()
         total = 0.0
         for mb in self._micro(batch):
-            ids = mb["input_ids_BT"].to(self.device)
-            attn = mb["attention_mask_BT"].to(self.device)
-            out = self.engine(input_ids=ids, attention_mask=attn, use_cache=False)
-            lp = token_logprobs(out.logits[:, :-1], ids[:, 1:])
-            loss = aggregate_loss(-lp, mb["loss_mask_BT"][:, 1:].to(self.device), "token-mean", num_tokens=num_tokens)
+            nll, _ = self._nll(mb)
+            loss = nll / num_tokens
             self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
             grad_norm = self._step()
             total += loss.item()
         self.version += 1
         return {"sft/loss": total, "sft/grad_norm": grad_norm}
+
+    @torch.no_grad()
+    def sft_eval(self, batch: dict) -> tuple[float, int]:
+        """(summed negative log-likelihood, loss tokens) of a held-out batch."""
+        self.engine.eval()
+        parts = [self._nll(mb) for mb in self._micro(batch)]
+        return sum(float(n) for n, _ in parts), sum(c for _, c in parts)
+
+    def _nll(self, mb: dict) -> tuple[torch.Tensor, int]:
+        inputs = model_inputs(mb, self.device)
+        logits = self.engine(**inputs, use_cache=False).logits
+        lp = token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:])
+        mask = mb["loss_mask_BT"][:, 1:].to(self.device)
+        return -(lp * mask).sum(), int(mask.sum())
+
+    def train_dpo(self, micro_batches: list[dict], ref_logps: list[torch.Tensor], num_pairs: int,
+                  dpo: dict) -> dict:
+        """One optimizer step of `dpo_loss` (settings `dpo`: beta, loss_type, label_smoothing).
+        Micro-batch i holds k chosen rows then their k rejected rows, `ref_logps[i]` the
+        reference's summed log-probs of the same 2k examples; `num_pairs` is global."""
+        self.engine.train()
+        metrics = []
+        for mb, ref in zip(micro_batches, ref_logps):
+            logps = sequence_logps(self.engine, mb, self.device)
+            k = len(logps) // 2
+            ref = ref.to(self.device)
+            loss, m = dpo_loss(logps[:k], logps[k:], ref[:k], ref[k:], **dpo)
+            self.engine.backward(loss * (k / num_pairs) * self.world_size, scale_wrt_gas=False)
+            grad_norm = self._step()
+            metrics.append({f"dpo/{key}": v for key, v in m.items()} | {"dpo/loss": loss.item()})
+        self.version += 1
+        return combine_shards(metrics) | {"dpo/grad_norm": grad_norm}
+
+    @torch.no_grad()
+    def sequence_logps(self, batch: dict) -> torch.Tensor:
+        self.engine.eval()
+        return sequence_logps(self.engine, batch, self.device).cpu()
 
     # ---- weights ----------------------------------------------------------------------
 

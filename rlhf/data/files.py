@@ -10,10 +10,13 @@ class DataError(ValueError):
     """Missing, malformed or empty data; the message names the file (and line)."""
 
 
-def read_rows(path: str) -> list[dict]:
-    """Rows of a .jsonl, .json (list of objects) or .parquet file."""
+def read_rows(path: str, split: str = "train") -> list[dict]:
+    """Rows of a .jsonl, .json (list of objects) or .parquet file, or of split `split` of a
+    Hugging Face hub dataset named `owner/name` (needs a network)."""
     p = Path(path).expanduser()
     if not p.is_file():
+        if "/" in path and not p.suffix and not p.exists():
+            return _hub_rows(path, split)
         raise DataError(f"data file not found: {path}")
     suffix = "".join(p.suffixes[-2:]) if p.suffix == ".gz" else p.suffix
     if suffix in (".jsonl", ".jsonl.gz"):
@@ -33,6 +36,19 @@ def read_rows(path: str) -> list[dict]:
         raise DataError(f"{path}: unsupported data format '{suffix}' (use .jsonl, .json or .parquet)")
     if not rows:
         raise DataError(f"{path}: no rows")
+    return rows
+
+
+def _hub_rows(name: str, split: str) -> list[dict]:
+    import datasets
+
+    try:
+        rows = datasets.load_dataset(name, split=split).to_list()
+    except Exception as e:  # offline, unknown name or split: one line that says which
+        raise DataError(f"{name}: not a local file, and loading it from the Hugging Face hub failed "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not rows:
+        raise DataError(f"{name} ({split}): no rows")
     return rows
 
 
@@ -60,4 +76,4 @@ def require_columns(rows: list[dict], columns: list[str], source: str) -> None:
         missing = [c for c in columns if c not in row]
         if missing:
             raise DataError(f"{source}: row {i + 1} has no column {', '.join(repr(c) for c in missing)} "
-                            f"(columns: {', '.join(row)}); set data.prompt_key / data.answer_key")
+                            f"(columns: {', '.join(row)}); map yours with data.*_key (see --help)")

@@ -40,12 +40,34 @@ def _worked_sum(a: int, b: int, slip: bool) -> str:
     return f"{a % 10}+{b % 10}={units} {a // 10}+{b // 10}{plus}={tens} \\boxed{{{tens * 10 + units % 10}}}"
 
 
+def addition_preference_rows(split: str, seed: int = 0) -> list[dict]:
+    """Preference pairs over the same split: `chosen` is the correct worked sum, `rejected` the
+    student's carry mistake -- the carry forgotten where the units carry, a carry added where
+    they do not ("5+3=8 2+4+1=7 \\boxed{78}"). Judging a pair means checking the carry."""
+    rows = []
+    for row in addition_rows(split, seed):
+        a, b = map(int, row["prompt"][len("What is "):-1].split(" + "))
+        rows.append({"prompt": row["prompt"], "answer": row["answer"], "chosen": _worked_sum(a, b, slip=False),
+                     "rejected": _wrong_carry(a, b)})
+    return rows
+
+
+def _wrong_carry(a: int, b: int) -> str:
+    units = a % 10 + b % 10
+    if units >= 10:
+        return _worked_sum(a, b, slip=True)
+    tens = a // 10 + b // 10 + 1
+    return f"{a % 10}+{b % 10}={units} {a // 10}+{b // 10}+1={tens} \\boxed{{{tens * 10 + units}}}"
+
+
 TASKS = {"addition": addition_rows}
+PREFERENCE_TASKS = {"addition": addition_preference_rows}
 
 
-def task_rows(task: str, split: str, seed: int = 0) -> list[dict]:
-    if task not in TASKS:
-        raise ValueError(f"data.task={task!r} is not a built-in task; valid: {', '.join(TASKS)}")
+def task_rows(task: str, split: str, seed: int = 0, preferences: bool = False) -> list[dict]:
+    tasks = PREFERENCE_TASKS if preferences else TASKS
+    if task not in tasks:
+        raise ValueError(f"data.task={task!r} is not a built-in task; valid: {', '.join(tasks)}")
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    return TASKS[task](split, seed)
+    return tasks[task](split, seed)

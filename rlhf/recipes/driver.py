@@ -51,8 +51,9 @@ def check_inputs(cfg):
     return base, tokenizer, sets[0], sets[1]
 
 
-def cli(recipe: str, defaults, argv=None) -> dict:
-    """`python -m rlhf.recipes.<recipe>`: bad input ends the run with one clear line, exit code 2."""
+def cli(recipe: str, defaults, argv=None, run=None) -> dict:
+    """`python -m rlhf.recipes.<recipe>`: bad input ends the run with one clear line, exit code 2.
+    `run(cfg)` runs the recipe (default: the RL loop)."""
     import sys
 
     from rlhf.config import RLConfig, parse_cli
@@ -61,7 +62,7 @@ def cli(recipe: str, defaults, argv=None) -> dict:
 
     cfg = parse_cli(RLConfig, defaults, f"rlhf.recipes.{recipe}", argv)
     try:
-        return run_rl(cfg, recipe)
+        return run(cfg) if run is not None else run_rl(cfg, recipe)
     except (DataError, ModelPathError, RewardSpecError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)

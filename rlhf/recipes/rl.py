@@ -157,6 +157,12 @@ class RLLoop:
                                             [lengths[i] for i in p], [truncated[i] for i in p], split), parts))
         scores = torch.tensor([s for r, _ in results for s in r], dtype=torch.float32)
         metrics = _combine_reward_metrics([m for _, m in results], [len(p) for p in parts])
+        if self.roles.reward_model is not None and split == "train":
+            with self._timed("reward_model"):
+                (rm,) = self.roles.reward_model.each(lambda a: a.score.remote(prompts_rep, texts))
+            rm = torch.tensor(rm, dtype=torch.float32)
+            scores = scores + self.cfg.reward.model_weight * rm
+            metrics |= {"reward/model/mean": float(rm.mean()), "reward/model/std": float(rm.std())}
         return scores, metrics
 
     def collect(self) -> tuple[dict, torch.Tensor, dict]:
@@ -233,9 +239,10 @@ class RLLoop:
                                               group_size=self.cfg.rollout.n, eps=a.norm_eps)
         return batch
 
-    def update(self, batch: dict) -> dict:
-        t, a = self.cfg.trainer, self.cfg.algorithm
-        world = len(self.roles.trainers)
+    def shards(self, batch: dict, world: int) -> tuple[list[list[dict]], list[dict]]:
+        """Each rank's shard of every mini-batch of every epoch, and each mini-batch's global
+        token/sequence counts (the loss normalisers)."""
+        t = self.cfg.trainer
         per_rank: list[list] = [[] for _ in range(world)]
         counts = []
         for _ in range(t.epochs):
@@ -244,10 +251,16 @@ class RLLoop:
                 counts.append({"num_tokens": float(mask.sum()), "num_seqs": float((mask.sum(1) > 0).sum())})
                 for rank, shard in enumerate(split_rows(mb, world)):
                     per_rank[rank].append(trim_padding(shard))
+        return per_rank, counts
+
+    def update(self, batch: dict) -> dict:
+        a = self.cfg.algorithm
+        per_rank, counts = self.shards(batch, len(self.roles.trainers))
         loss = PolicyLossSettings(
             name=a.policy_loss, eps_low=a.eps_low, eps_high=a.eps_high, dual_clip=a.dual_clip,
-            agg_mode=a.loss_agg, norm_len=self.cfg.rollout.max_new_tokens, kl_coef=a.kl_coef,
-            kl_estimator=a.kl_estimator, temperature=self.cfg.rollout.temperature, rollout_is=self._rollout_is())
+            agg_mode=a.loss_agg, norm_len=self.cfg.rollout.max_new_tokens,
+            kl_estimator=a.kl_estimator, temperature=self.cfg.rollout.temperature, rollout_is=self._rollout_is(),
+            kl_coef=a.kl_coef if a.kl_penalty == "loss" else 0.0)
         results = self.roles.trainers.scatter(lambda tr, shards: tr.train_rl.remote(shards, counts, loss), per_rank)
         self.version += 1
         return combine_shards(results)
@@ -276,8 +289,13 @@ class RLLoop:
         batch, scores, metrics = self.collect()
         batch = self.prepare(batch, scores)
         self.prefetch()  # off-policy: the generators sample the next batches during the update
+        sleep = self.cfg.generator.sleep_while_training
+        if sleep:  # colocated: the engine gives its GPU memory to the trainer during the update
+            self.roles.generators.each(lambda g: g.sleep.remote())
         with self._timed("update"):
             metrics |= self.update(batch)
+        if sleep:
+            self.roles.generators.each(lambda g: g.wake_up.remote())
         with self._timed("sync"):
             metrics |= self.sync()
         self.step_idx += 1

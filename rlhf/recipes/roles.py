@@ -15,10 +15,12 @@ from rlhf.actors.reward import RewardWorker
 from rlhf.actors.trainer import OptimSettings, PolicyTrainer
 
 
-def create_trainers(cfg, model_path: str, optim: OptimSettings) -> ActorGroup:
+def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: type = PolicyTrainer,
+                    name: str = "trainer") -> ActorGroup:
+    """`trainer.num_workers` data-parallel DeepSpeed ranks of `cls` (policy, reward model, critic)."""
     t = cfg.trainer
     group = ActorGroup(
-        PolicyTrainer, t.num_workers, name="trainer", num_cpus=t.cpus_per_worker, num_gpus=t.gpus_per_worker,
+        cls, t.num_workers, name=name, num_cpus=t.cpus_per_worker, num_gpus=t.gpus_per_worker,
         kwargs=lambda rank: dict(model_path=model_path, optim=optim, rank=rank, world_size=t.num_workers,
                                  dtype=cfg.model.dtype, seed=cfg.run.seed, threads=cfg.run.torch_threads),
     )
@@ -41,7 +43,12 @@ def create_generators(cfg, model_path: str) -> ActorGroup:
     return ActorGroup(
         Generator, g.num_workers, name="generator", num_cpus=g.cpus_per_worker, num_gpus=g.gpus_per_worker,
         kwargs=lambda rank: dict(model_path=model_path, backend=g.backend, dtype=cfg.model.dtype,
-                                 seed=cfg.run.seed, threads=cfg.run.torch_threads, rank=rank),
+                                 seed=cfg.run.seed, threads=cfg.run.torch_threads, rank=rank,
+                                 vllm=dict(tensor_parallel_size=g.tensor_parallel_size,
+                                           gpu_memory_utilization=g.gpu_memory_utilization,
+                                           max_model_len=g.max_model_len, sleep_mode=g.sleep_while_training,
+                                           enforce_eager=g.enforce_eager)
+                                 if g.backend == "vllm" else None),
     )
 
 
@@ -49,6 +56,26 @@ def create_reference(cfg, model_path: str) -> ActorGroup:
     return ActorGroup(
         Reference, 1, name="reference", num_cpus=cfg.trainer.cpus_per_worker, num_gpus=cfg.trainer.gpus_per_worker,
         kwargs=lambda rank: dict(model_path=model_path, dtype=cfg.model.dtype, seed=cfg.run.seed,
+                                 threads=cfg.run.torch_threads),
+    )
+
+
+def create_critic(cfg, policy_path: str) -> ActorGroup:
+    from rlhf.actors.critic import Critic
+
+    c = cfg.critic
+    optim = rl_optim(cfg)
+    optim.lr, optim.warmup_steps = c.lr, c.warmup_steps
+    return create_trainers(cfg, c.init or policy_path, optim, cls=Critic, name="critic")
+
+
+def create_reward_model(cfg) -> ActorGroup:
+    from rlhf.actors.reward_model import RewardModelScorer
+
+    return ActorGroup(
+        RewardModelScorer, 1, name="reward_model", num_cpus=cfg.trainer.cpus_per_worker,
+        num_gpus=cfg.trainer.gpus_per_worker,
+        kwargs=lambda rank: dict(model_path=cfg.reward.model, dtype=cfg.model.dtype, seed=cfg.run.seed,
                                  threads=cfg.run.torch_threads),
     )
 
@@ -68,9 +95,12 @@ class Roles:
     generators: ActorGroup
     rewards: ActorGroup
     reference: Optional[ActorGroup] = None
+    critic: Optional[ActorGroup] = None
+    reward_model: Optional[ActorGroup] = None
 
     def groups(self) -> list[ActorGroup]:
-        return [g for g in (self.trainers, self.generators, self.rewards, self.reference) if g is not None]
+        return [g for g in (self.trainers, self.generators, self.rewards, self.reference, self.critic,
+                            self.reward_model) if g is not None]
 
     def kill(self) -> None:
         for group in self.groups():
@@ -83,10 +113,13 @@ def create_roles(cfg, model_path: str) -> Roles:
         generators=create_generators(cfg, model_path),
         rewards=create_rewards(cfg),
         reference=create_reference(cfg, model_path) if cfg.algorithm.kl_coef > 0 else None,
+        critic=create_critic(cfg, model_path) if cfg.algorithm.adv_estimator == "gae" else None,
+        reward_model=create_reward_model(cfg) if cfg.reward.model else None,
     )
 
 
 def cpus_needed(cfg) -> float:
     kl = cfg.algorithm.kl_coef > 0
-    return (cfg.trainer.num_workers * cfg.trainer.cpus_per_worker * (1 + kl)
+    extra = (cfg.algorithm.adv_estimator == "gae") + bool(cfg.reward.model)  # critic, reward model
+    return (cfg.trainer.num_workers * cfg.trainer.cpus_per_worker * (1 + kl + extra)
             + cfg.generator.num_workers * cfg.generator.cpus_per_worker + 0.5 * cfg.reward.num_workers)

@@ -43,6 +43,6 @@ class ObjectStoreTransport:
 
 def make_transport(backend: str) -> WeightTransport:
     """The transport for a generator backend/placement."""
-    if backend == "hf":
+    if backend in ("hf", "vllm"):  # vllm: through host memory until the NCCL / CUDA IPC transports land
         return ObjectStoreTransport()
     raise NotImplementedError(f"no weight transport for generator backend {backend!r} yet")

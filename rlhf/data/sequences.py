@@ -1,0 +1,91 @@
+"""Tokenized training sequences for SFT, reward modelling and DPO, and their batches.
+
+An example is (token ids, number of prompt tokens): the chat template renders the prompt
+with the generation prompt, the response follows with the end-of-turn token, and only the
+response tokens carry loss. Batches are padded (one example per row) or packed (several
+examples per row, each with its own positions; the trainer builds a block-diagonal causal
+mask from `segment_ids_BT`, so attention never crosses examples).
+
+    input_ids_BT       long   token ids (pad where unused)
+    attention_mask_BT  long   1 on real tokens
+    loss_mask_BT       float  1 on response tokens (the targets of the loss)
+    position_ids_BT    long   packed only: positions restarting at 0 in every example
+    segment_ids_BT     long   packed only: 1, 2, ... per example in the row, 0 on padding
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rlhf.data.formats import Messages
+
+Example = tuple[list[int], int]  # (ids, prompt length)
+
+
+def encode(prompt: Messages, response: str, tokenizer) -> Example:
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    p_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    r_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return p_ids + r_ids, len(p_ids)
+
+
+def pad_batch(examples: list[Example], pad_id: int) -> dict:
+    """One example per row, right-padded."""
+    T = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    loss_mask = torch.zeros((len(examples), T))
+    for i, (seq, n_prompt) in enumerate(examples):
+        ids[i, :len(seq)] = torch.tensor(seq)
+        attn[i, :len(seq)] = 1
+        loss_mask[i, n_prompt:len(seq)] = 1
+    return {"input_ids_BT": ids, "attention_mask_BT": attn, "loss_mask_BT": loss_mask}
+
+
+def pack_batch(examples: list[Example], max_len: int, pad_id: int) -> dict:
+    """Examples placed in order into rows of at most `max_len` tokens (a new row when the
+    next one does not fit); an example longer than `max_len` is an error."""
+    rows: list[list[Example]] = [[]]
+    used = 0
+    for ex in examples:
+        if len(ex[0]) > max_len:
+            raise ValueError(f"an example has {len(ex[0])} tokens > max_len={max_len}")
+        if used + len(ex[0]) > max_len:
+            rows.append([])
+            used = 0
+        rows[-1].append(ex)
+        used += len(ex[0])
+    T = max(sum(len(ids) for ids, _ in row) for row in rows)
+    out = {k: torch.zeros((len(rows), T), dtype=torch.long) for k in
+           ("input_ids_BT", "attention_mask_BT", "position_ids_BT", "segment_ids_BT")}
+    out["input_ids_BT"].fill_(pad_id)
+    out["loss_mask_BT"] = torch.zeros((len(rows), T))
+    for r, row in enumerate(rows):
+        t = 0
+        for seg, (seq, n_prompt) in enumerate(row, 1):
+            n = len(seq)
+            out["input_ids_BT"][r, t:t + n] = torch.tensor(seq)
+            out["attention_mask_BT"][r, t:t + n] = 1
+            out["position_ids_BT"][r, t:t + n] = torch.arange(n)
+            out["segment_ids_BT"][r, t:t + n] = seg
+            out["loss_mask_BT"][r, t + n_prompt:t + n] = 1
+            t += n
+    return out
+
+
+def sequence_batch(examples: list[Example], pad_id: int, packing: bool, max_len: int) -> dict:
+    return pack_batch(examples, max_len, pad_id) if packing else pad_batch(examples, pad_id)
+
+
+def model_inputs(batch: dict, device: str) -> dict:
+    """Keyword arguments of the model's forward for a padded or packed batch."""
+    ids = batch["input_ids_BT"].to(device)
+    if "segment_ids_BT" not in batch:
+        return {"input_ids": ids, "attention_mask": batch["attention_mask_BT"].to(device)}
+    seg = batch["segment_ids_BT"].to(device)
+    T = seg.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+    same = seg[:, :, None] == seg[:, None, :]
+    # padding (segment 0) attends to itself only, so no softmax row is empty
+    mask = causal & same & ((seg[:, None, :] > 0) | torch.eye(T, dtype=torch.bool, device=device))
+    return {"input_ids": ids, "attention_mask": mask[:, None], "position_ids": batch["position_ids_BT"].to(device)}
