@@ -20,6 +20,7 @@ class SamplingSettings:
     top_p: float = 1.0
     max_new_tokens: int = 16
     seed: int = 0
+    ignore_eos: bool = False  # fixed-length responses (benchmarks)
 
 
 class HFEngine:

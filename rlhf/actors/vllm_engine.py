@@ -47,7 +47,7 @@ class VLLMEngine:
         greedy = s.temperature == 0
         params = SamplingParams(n=s.n, temperature=0.0 if greedy else s.temperature, top_p=1.0 if greedy else s.top_p,
                                 max_tokens=s.max_new_tokens, seed=s.seed, logprobs=0, stop_token_ids=[self.eos_id],
-                                ignore_eos=getattr(s, "ignore_eos", False))
+                                ignore_eos=s.ignore_eos, detokenize=False)  # the driver decodes
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
         completions = []
         for out in outs:

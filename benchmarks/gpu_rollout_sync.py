@@ -1,0 +1,140 @@
+"""GPU: rollout tokens/s through our generator (a Ray actor around `VLLMEngine`) divided by raw
+`vllm.LLM.generate` on the same prompts and settings, and trainer -> generator weight-sync
+seconds next to the device's own copy bandwidth. Qwen2.5-sized models, random weights.
+
+    python benchmarks/gpu_rollout_sync.py raw  --size 0.5b     # one JSON line each
+    python benchmarks/gpu_rollout_sync.py ours --size 0.5b
+    python benchmarks/gpu_rollout_sync.py sync --size 1.5b
+
+Each mode runs in its own process (a vLLM engine does not give its GPU memory back reliably).
+Fixed lengths: random prompts of --prompt-len tokens, --response-len new tokens (ignore_eos),
+temperature 1, per-token log-probs returned in both cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+SIZES = {  # Qwen2.5 configs (tied embeddings)
+    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2),
+    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                 num_key_value_heads=2),
+}
+
+
+def build(size: str, root: str = "/tmp/bench-models") -> str:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from rlhf.data.tokenizer import build_byte_tokenizer
+
+    path = os.path.join(root, size)
+    if not os.path.exists(os.path.join(path, "config.json")):
+        tok = build_byte_tokenizer()
+        cfg = Qwen2Config(vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=4096,
+                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **SIZES[size])
+        torch.manual_seed(0)
+        Qwen2ForCausalLM(cfg).to(torch.bfloat16).save_pretrained(path)
+        tok.save_pretrained(path)
+    return path
+
+
+def prompts(n: int, length: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(300, 150000, (n, length), generator=g).tolist()
+
+
+def raw(a) -> dict:
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    from vllm import LLM, SamplingParams, TokensPrompt
+
+    llm = LLM(model=build(a.size), dtype="bfloat16", gpu_memory_utilization=0.5, enable_prefix_caching=True,
+              seed=0, logprobs_mode="processed_logprobs")
+    ps = [TokensPrompt(prompt_token_ids=p) for p in prompts(a.prompts, a.prompt_len)]
+    params = SamplingParams(temperature=1.0, max_tokens=a.response_len, ignore_eos=True, logprobs=0, seed=0,
+                            detokenize=False)
+    llm.generate(ps[:8], params, use_tqdm=False)  # warm-up
+    t0 = time.perf_counter()
+    outs = llm.generate(ps, params, use_tqdm=False)
+    seconds = time.perf_counter() - t0
+    tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
+    return {"mode": "raw", "size": a.size, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
+
+
+def ours(a) -> dict:
+    import ray
+
+    from rlhf.actors.generator import Generator, SamplingSettings
+
+    ray.init(num_gpus=1, include_dashboard=False)
+    gen = ray.remote(num_gpus=1)(Generator).remote(
+        model_path=build(a.size), backend="vllm", dtype="bfloat16",
+        vllm=dict(gpu_memory_utilization=0.5))
+    ps = prompts(a.prompts, a.prompt_len)
+    s = SamplingSettings(n=1, temperature=1.0, max_new_tokens=a.response_len, seed=0, ignore_eos=True)
+    ray.get(gen.generate.remote(ps[:8], s))  # warm-up
+    t0 = time.perf_counter()
+    comps = ray.get(gen.generate.remote(ps, s))
+    seconds = time.perf_counter() - t0
+    tokens = sum(len(c.token_ids) for c in comps)
+    return {"mode": "ours", "size": a.size, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
+
+
+def copy_bandwidth(nbytes: int) -> dict:
+    """GB/s of a device-to-device copy and of a pinned host-to-device copy of `nbytes`."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    host = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+    out = {}
+    for name, (d, s) in {"d2d": (dst, src), "h2d_pinned": (dst, host)}.items():
+        d.copy_(s)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(5):
+            d.copy_(s)
+        torch.cuda.synchronize()
+        out[f"{name}_GBps"] = 5 * nbytes / (time.perf_counter() - t0) / 1e9
+    return out
+
+
+def sync(a) -> dict:
+    import ray
+
+    from rlhf.actors.generator import Generator
+    from rlhf.actors.group import ActorGroup
+    from rlhf.actors.trainer import OptimSettings, PolicyTrainer
+    from rlhf.sync import make_transport
+
+    path = build(a.size)
+    ray.init(num_gpus=1, include_dashboard=False)
+    trainers = ActorGroup(PolicyTrainer, 1, name="trainer", num_gpus=0.5, kwargs=lambda r: dict(
+        model_path=path, optim=OptimSettings(lr=1e-6, zero_stage=2), rank=0, world_size=1, dtype="bfloat16"))
+    addr, port = ray.get(trainers.actors[0].rendezvous.remote())
+    trainers.each(lambda t: t.init_distributed.remote(addr, port))
+    gens = ActorGroup(Generator, 1, name="generator", num_gpus=0.5, kwargs=lambda r: dict(
+        model_path=path, backend="vllm", dtype="bfloat16", vllm=dict(gpu_memory_utilization=0.3)))
+    transport = make_transport("vllm")
+    stats = [transport.sync(trainers, gens, v) for v in range(1, 5)]
+    seconds = statistics.median(s.seconds for s in stats[1:])
+    nbytes = stats[-1].num_bytes
+    return {"mode": "sync", "size": a.size, "transport": type(transport).__name__, "bytes": nbytes,
+            "seconds_median": seconds, "effective_GBps": nbytes / seconds / 1e9} | copy_bandwidth(nbytes)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["raw", "ours", "sync"])
+    p.add_argument("--size", choices=list(SIZES), default="0.5b")
+    p.add_argument("--prompts", type=int, default=512)
+    p.add_argument("--prompt-len", type=int, default=128)
+    p.add_argument("--response-len", type=int, default=256)
+    args = p.parse_args()
+    result = {"raw": raw, "ours": ours, "sync": sync}[args.mode](args)
+    result |= {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d")}
+    print(json.dumps(result), flush=True)
