@@ -95,3 +95,15 @@ def test_generator_killed_while_sampling_ahead_loses_no_batch(tmp_path):
     assert [s["step"] for s in steps] == [1, 2, 3, 4, 5]
     assert all(s["batch/sequences"] == 16 and s["batch/loss_tokens"] > 0 for s in steps)
     assert max(s["offpolicy/staleness_max"] for s in steps) <= 1
+
+
+def test_sleeping_colocated_generators_fall_back_to_the_synchronous_loop(caplog):
+    from rlhf.data.prompts import PromptSet
+
+    cfg = load_config(RLConfig, dapo_defaults(), ["rollout.max_staleness=2", "generator.sleep_while_training=true"])
+    prompts = PromptSet([[1, 2]], ["p"], {"answer": ["3"]})
+    loop = RLLoop(cfg, roles=None, tokenizer=None, train=prompts, evalset=prompts, transport=None)
+    assert loop.staleness == 0 and loop._rollout_is() is None
+    assert "running synchronously" in caplog.text
+    awake = load_config(RLConfig, dapo_defaults(), ["rollout.max_staleness=2"])
+    assert RLLoop(awake, None, None, prompts, prompts, None).staleness == 2

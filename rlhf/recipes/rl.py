@@ -63,6 +63,10 @@ class RLLoop:
         self.sampler = PromptSampler(len(train), cfg.data.seed)
         self.version = 0  # updates pushed to the generators: the policy version samples are tagged with
         self.staleness = cfg.rollout.max_staleness
+        if self.staleness and cfg.generator.sleep_while_training:
+            log.warning("rollout.max_staleness=%d needs the generators awake while the trainer trains, but "
+                        "generator.sleep_while_training is on (colocated): running synchronously", self.staleness)
+            self.staleness = 0
         self._ahead: deque[GenerationRequest] = deque()  # issued for coming steps (off-policy)
         self._pending_loads: list = []  # weight loads not yet confirmed (off-policy sync)
         self._issued_this_step = 0

@@ -59,7 +59,8 @@ def run_rm(cfg) -> dict:
             before = after = evaluate(0)
             sampler = Sampler(len(train), per_rank * world, cfg.run.seed)
             for step in tqdm(range(1, t.steps + 1), desc="rm", disable=not cfg.run.progress):
-                shards = pair_micro_batches([train[i] for i in sampler.next()], world, micro, tok.pad_token_id)
+                shards = pair_micro_batches([train[i] for i in sampler.next()], world, micro, tok.pad_token_id,
+                                            t.packing, t.max_len)
                 metrics = trainers.scatter(lambda a, mbs: a.train_pairs.remote(mbs, per_rank * world), shards)
                 tracker.log({"train/loss": sum(m["rm/loss"] for m in metrics) / world,
                              "train/accuracy": sum(m["rm/accuracy"] for m in metrics) / world, "step": step})
