@@ -47,6 +47,12 @@ class ModelConfig:
     tiny: TinyModelConfig = _f(TinyModelConfig, "architecture of the model built when model.path is empty")
     dtype: str = _f("auto", "parameter dtype: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass to save memory")
+    lora_rank: int = _f(0, "LoRA rank of the trained policy (peft); 0 trains every weight. Generators receive the "
+                           "merged weights")
+    lora_alpha: float = _f(16.0, "LoRA alpha (the update is scaled by alpha / rank)")
+    lora_dropout: float = _f(0.0, "dropout on the LoRA branch")
+    lora_targets: list = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                            "module names that get LoRA adapters (or ['all-linear'])")
 
 
 @dataclass
@@ -158,8 +164,21 @@ class GeneratorConfig:
     max_model_len: Optional[int] = _f(None, "vllm: longest prompt + response (empty: the model's)")
     sleep_while_training: bool = _f(False, "vllm: release KV cache and weights while the trainer trains (colocated)")
     enforce_eager: bool = _f(False, "vllm: no CUDA graphs / compilation (starts faster, generates slower)")
+    weight_sync: str = _f("auto", "trainer -> generator weight transport: auto (from the placement: ipc when "
+                                  "colocated on GPUs, broadcast when split, object_store on CPU), ipc, broadcast "
+                                  "(NCCL; gloo on CPU) or object_store")
+    sync_bucket_mb: float = _f(512.0, "ipc/broadcast: size of one weight bucket in MiB (ZeRO-3 gathers one at a time)")
     cpus_per_worker: float = _f(1.0, "Ray CPUs reserved per generator actor")
     gpus_per_worker: float = _f(0.0, "Ray GPUs reserved per generator actor")
+
+
+@dataclass
+class PlacementConfig:
+    mode: str = _f("none", "GPU placement of the RL roles (Ray placement groups): colocate (generator i shares trainer "
+                           "rank i's GPU), split (generators on GPUs of their own), none (each actor asks for "
+                           "*.gpus_per_worker)")
+    aux_on_trainer: bool = _f(True, "split: reference, reward model and critic share the trainers' GPUs (false: own GPUs)")
+    strategy: str = _f("PACK", "Ray placement strategy of the bundles: PACK (fill nodes in turn) or SPREAD")
 
 
 @dataclass
@@ -239,6 +258,7 @@ class RLConfig:
     algorithm: AlgorithmConfig = _f(AlgorithmConfig, "advantages, losses and DAPO features")
     trainer: TrainerConfig = _f(TrainerConfig, "policy trainer (DeepSpeed)")
     generator: GeneratorConfig = _f(GeneratorConfig, "rollout generators")
+    placement: PlacementConfig = _f(PlacementConfig, "where the roles run on GPUs")
     reward: RewardConfig = _f(RewardConfig, "reward functions")
     run: RunConfig = _f(RunConfig, "loop, logging and output")
     ray: RayConfig = _f(RayConfig, "Ray cluster")
@@ -261,6 +281,19 @@ class RLConfig:
         _choice("algorithm.kl_controller", self.algorithm.kl_controller, ("fixed", "adaptive"))
         _choice("dpo.loss_type", self.dpo.loss_type, ("sigmoid", "ipo"))
         _choice("generator.backend", self.generator.backend, ("hf", "vllm"))
+        _choice("generator.weight_sync", self.generator.weight_sync, ("auto", "ipc", "broadcast", "object_store"))
+        _choice("placement.mode", self.placement.mode, ("none", "colocate", "split"))
+        _choice("placement.strategy", self.placement.strategy, ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"))
+        if self.placement.mode == "colocate" and (self.generator.num_workers != self.trainer.num_workers
+                                                  or self.generator.tensor_parallel_size != 1):
+            raise ConfigError(f"placement.mode=colocate puts one engine on each trainer GPU: set generator.num_workers="
+                              f"trainer.num_workers (now {self.generator.num_workers} vs {self.trainer.num_workers}) "
+                              f"and generator.tensor_parallel_size=1 (now {self.generator.tensor_parallel_size}), "
+                              "or use placement.mode=split")
+        if self.model.lora_rank < 0:
+            raise ConfigError(f"model.lora_rank={self.model.lora_rank} must be >= 0 (0: no LoRA)")
+        if self.generator.sync_bucket_mb <= 0:
+            raise ConfigError(f"generator.sync_bucket_mb={self.generator.sync_bucket_mb} must be > 0")
         _choice("model.dtype", self.model.dtype, ("auto", "float32", "bfloat16"))
         _choice("trainer.zero_stage", self.trainer.zero_stage, (0, 1, 2, 3))
         r, t = self.rollout, self.trainer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import torch
 
 from rlhf.algorithms import token_logprobs
+
+log = logging.getLogger(__name__)
 
 
 class ModelPathError(FileNotFoundError):
@@ -86,17 +89,46 @@ def load_causal_lm(path: str, dtype: torch.dtype, device: str = "cpu"):
     from transformers import AutoModelForCausalLM
 
     check_model_path(path)
-    attn = "flash_attention_2" if device != "cpu" and _has_flash_attn() else "sdpa"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention_backend(device))
     return model.to(device)
 
 
-def _has_flash_attn() -> bool:
+def lora_settings(model_cfg) -> dict | None:
+    """The `apply_lora` arguments of config section `model` (None: full fine-tuning)."""
+    if not model_cfg.lora_rank:
+        return None
+    return {"rank": model_cfg.lora_rank, "alpha": model_cfg.lora_alpha, "dropout": model_cfg.lora_dropout,
+            "targets": list(model_cfg.lora_targets)}
+
+
+def apply_lora(model, rank: int, alpha: float, dropout: float, targets: list[str]):
+    """The model wrapped by peft with LoRA adapters on `targets`; only the adapters train."""
+    from peft import LoraConfig, get_peft_model
+
+    target = targets[0] if targets == ["all-linear"] else targets
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target, bias="none",
+                        task_type="CAUSAL_LM")
+    model = get_peft_model(model, config)
+    model.enable_input_require_grads()  # gradient checkpointing needs grads flowing into frozen embeddings
+    return model
+
+
+def attention_backend(device: str) -> str:
+    """FlashAttention-2 on GPU when the package is installed, else PyTorch SDPA (said once)."""
+    if device == "cpu":
+        return "sdpa"
     try:
         import flash_attn  # noqa: F401
-        return True
+        return "flash_attention_2"
     except ImportError:
-        return False
+        if not getattr(attention_backend, "warned", False):
+            log.warning("flash-attn is not installed: attention runs on PyTorch SDPA")
+            attention_backend.warned = True
+        return "sdpa"
+
+
+def uses_flash_attention(model) -> bool:
+    return getattr(getattr(model, "config", None), "_attn_implementation", None) == "flash_attention_2"
 
 
 def load_tokenizer(path: str):
@@ -130,7 +162,7 @@ def load_value_model(path: str, dtype: torch.dtype, device: str = "cpu"):
     from transformers import AutoModelForSequenceClassification
 
     check_model_path(path)
-    attn = "flash_attention_2" if device != "cpu" and _has_flash_attn() else "sdpa"
+    attn = attention_backend(device)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype,
                                                                attn_implementation=attn)
     if model.config.pad_token_id is None:
@@ -158,7 +190,7 @@ def sequence_logps(model, batch: dict, device: str) -> torch.Tensor:
     """Summed log-probs of each example's response tokens [N] (padded or packed batch)."""
     from rlhf.data.sequences import model_inputs
 
-    inputs = model_inputs(batch, device)
+    inputs = model_inputs(batch, device, flash=uses_flash_attention(model))
     logits = model(**inputs, use_cache=False).logits
     lp_BT = token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:])
     mask_BT = batch["loss_mask_BT"][:, 1:].to(device)

@@ -58,15 +58,42 @@ class HFEngine:
         return Completion(row[:n], lp[:n], finished=n > 0 and row[n - 1] == self.eos_id)
 
     @torch.no_grad()
-    def load_weights(self, named_tensors: dict) -> None:
-        """Copy by parameter name, in place (the same contract as vLLM's `load_weights`)."""
+    def load_weights(self, named_tensors: dict, partial: bool = False) -> None:
+        """Copy by parameter name, in place (the same contract as vLLM's `load_weights`); a
+        `partial` load (one bucket) may leave other parameters out."""
         params = dict(self.model.named_parameters())  # tied weights appear once
         unknown = sorted(set(named_tensors) - set(params))
-        missing = sorted(set(params) - set(named_tensors))
+        missing = [] if partial else sorted(set(params) - set(named_tensors))
         if unknown or missing:
             raise KeyError(f"weight names do not match the model: unknown {unknown[:5]}, missing {missing[:5]}")
         for name, tensor in named_tensors.items():
             params[name].copy_(tensor)
+
+    # The bucketed transports (`rlhf.sync`): this engine is one worker of the broadcast group.
+    def num_workers(self) -> int:
+        return 1
+
+    def join_weight_group(self, addr: str, port: int, rank: int, world_size: int, backend: str, plan: list) -> None:
+        from rlhf.sync.collective import weight_group
+
+        self.weight_group, self.plan = weight_group(addr, port, rank, world_size, backend), plan
+
+    def receive_weights(self) -> None:
+        from rlhf.sync.collective import receive_buckets
+
+        for tensors in receive_buckets(self.weight_group, self.plan, self.device):
+            self.load_weights(tensors, partial=True)
+
+    def device_uuids(self) -> list[str]:
+        from rlhf.sync.collective import device_uuid
+
+        return [device_uuid()] if self.device == "cuda" else []
+
+    def load_ipc_bucket(self, handles: dict, bucket: list) -> None:
+        from rlhf.sync.buckets import unflatten
+        from rlhf.sync.collective import device_uuid, open_ipc_handle
+
+        self.load_weights(unflatten(bucket, open_ipc_handle(handles[device_uuid()])), partial=True)
 
     @torch.no_grad()
     def logprobs(self, batch: dict, temperature: float) -> torch.Tensor:
@@ -107,6 +134,33 @@ class Generator:
 
     def logprobs(self, batch: dict, temperature: float = 1.0) -> torch.Tensor:
         return self.engine.logprobs(batch, temperature)
+
+    # ---- bucketed weight transports (rlhf.sync) -------------------------------------------
+
+    def num_workers(self) -> int:
+        """Processes of the engine that hold weights (vLLM: one per tensor-parallel rank)."""
+        return self.engine.num_workers()
+
+    def join_weight_group(self, addr: str, port: int, first_rank: int, world_size: int, backend: str,
+                          plan: list) -> None:
+        """The engine's workers join the broadcast group as ranks first_rank, first_rank + 1, ..."""
+        self.engine.join_weight_group(addr, port, first_rank, world_size, backend, plan)
+
+    def receive_weights(self, version: int) -> int:
+        self.engine.receive_weights()
+        self.weights_version = version
+        return version
+
+    def device_uuids(self) -> list[str]:
+        """The GPUs the engine's workers run on (empty on CPU)."""
+        return self.engine.device_uuids()
+
+    def load_ipc_bucket(self, handles: dict, bucket: list, version: int | None) -> None:
+        """Loads one bucket shared through CUDA IPC (`handles`: GPU uuid -> handle); the last
+        bucket of a sync carries its `version`."""
+        self.engine.load_ipc_bucket(handles, bucket)
+        if version is not None:
+            self.weights_version = version
 
     def sleep(self) -> None:  # the HF engine holds nothing worth releasing
         getattr(self.engine, "sleep", lambda: None)()

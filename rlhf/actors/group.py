@@ -10,14 +10,24 @@ import ray
 
 class ActorGroup:
     def __init__(self, cls: type, num: int, *, name: str, num_cpus: float = 1.0, num_gpus: float = 0.0,
-                 kwargs: Callable[[int], dict] = lambda rank: {}, env: dict | None = None):
-        self.cls, self.name, self.kwargs = cls, name, kwargs
+                 kwargs: Callable[[int], dict] = lambda rank: {}, env: dict | None = None,
+                 placement: Sequence | None = None):
+        """`placement`: one (placement group, `rlhf.placement.Slot`) per rank; the slot's GPU
+        share replaces `num_gpus`."""
+        self.cls, self.name, self.kwargs, self.placement = cls, name, kwargs, placement
         self.remote_cls = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(cls)
         self.options = {"runtime_env": {"env_vars": env}} if env else {}
         self.actors = [self._start(rank) for rank in range(num)]
 
     def _start(self, rank: int):
-        return self.remote_cls.options(**self.options).remote(**self.kwargs(rank))
+        options = dict(self.options)
+        if self.placement is not None:
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            pg, slot = self.placement[rank]
+            options |= {"num_gpus": slot.gpus, "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                placement_group=pg, placement_group_bundle_index=slot.bundle)}
+        return self.remote_cls.options(**options).remote(**self.kwargs(rank))
 
     def __len__(self) -> int:
         return len(self.actors)

@@ -11,12 +11,13 @@ from rlhf.actors.trainer import PolicyTrainer
 from rlhf.algorithms import bradley_terry_loss
 from rlhf.data.sequences import model_inputs, pad_batch
 from rlhf.metrics import combine_shards
-from rlhf.models import end_positions, load_tokenizer, load_value_model, resolve_dtype, token_values
+from rlhf.models import (end_positions, load_tokenizer, load_value_model, resolve_dtype, token_values,
+                         uses_flash_attention)
 
 
 def sequence_rewards(model, batch: dict, device: str) -> torch.Tensor:
     rows, cols = end_positions(batch)
-    return token_values(model, model_inputs(batch, device))[rows.to(device), cols.to(device)]
+    return token_values(model, model_inputs(batch, device, flash=uses_flash_attention(model)))[rows.to(device), cols.to(device)]
 
 
 class RewardModelTrainer(PolicyTrainer):

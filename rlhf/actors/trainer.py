@@ -19,7 +19,8 @@ from rlhf.algorithms import (aggregate_loss, dpo_loss, get_policy_loss, kl_estim
                              truncated_is_weights)
 from rlhf.data.sequences import model_inputs
 from rlhf.metrics import combine_shards, mean_dicts
-from rlhf.models import load_causal_lm, load_tokenizer, resolve_dtype, response_logprobs, sequence_logps
+from rlhf.models import (apply_lora, load_causal_lm, load_tokenizer, resolve_dtype, response_logprobs, sequence_logps,
+                         uses_flash_attention)
 
 
 @dataclass
@@ -52,9 +53,10 @@ class PolicyLossSettings:
 
 class PolicyTrainer:
     def __init__(self, model_path: str, optim: OptimSettings, rank: int, world_size: int,
-                 dtype: str = "auto", seed: int = 0, threads: int = 0):
+                 dtype: str = "auto", seed: int = 0, threads: int = 0, lora: Optional[dict] = None):
         self.device = setup_process(seed, threads)
         self.model_path, self.optim, self.rank, self.world_size = model_path, optim, rank, world_size
+        self.lora = lora  # `rlhf.models.apply_lora` arguments, or None
         self.dtype = resolve_dtype(dtype)
         self.engine = None
         self.version = 0  # optimizer steps taken: the policy version
@@ -74,7 +76,8 @@ class PolicyTrainer:
         if self.optim.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         o = self.optim
-        optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        trained = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+        optimizer = torch.optim.AdamW(trained, lr=o.lr, weight_decay=o.weight_decay)
         zero: dict = {"stage": o.zero_stage}
         if o.offload:
             zero["offload_optimizer"] = {"device": "cpu"}
@@ -100,7 +103,8 @@ class PolicyTrainer:
 
     def _load_model(self):
         """The trained module (subclasses train other heads on the same engine setup)."""
-        return load_causal_lm(self.model_path, self.dtype, self.device)
+        model = load_causal_lm(self.model_path, self.dtype, self.device)
+        return apply_lora(model, **self.lora) if self.lora else model
 
     # ---- RL ----------------------------------------------------------------------------
 
@@ -177,7 +181,7 @@ class PolicyTrainer:
         return sum(float(n) for n, _ in parts), sum(c for _, c in parts)
 
     def _nll(self, mb: dict) -> tuple[torch.Tensor, int]:
-        inputs = model_inputs(mb, self.device)
+        inputs = model_inputs(mb, self.device, flash=uses_flash_attention(self.engine.module))
         logits = self.engine(**inputs, use_cache=False).logits
         lp = token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:])
         mask = mb["loss_mask_BT"][:, 1:].to(self.device)
@@ -208,21 +212,76 @@ class PolicyTrainer:
 
     # ---- weights ----------------------------------------------------------------------
 
-    def named_weights(self) -> Optional[dict]:
-        """Full weights on rank 0 as CPU tensors (HF names); every rank must call (ZeRO-3 gathers)."""
-        import contextlib
+    def _weights(self):
+        from rlhf.sync.export import WeightExport
 
-        params = list(self.engine.module.named_parameters())
-        gather = contextlib.nullcontext()
-        if self.optim.zero_stage == 3:
-            import deepspeed
+        if getattr(self, "_export", None) is None:
+            self._export = WeightExport(self.engine.module, zero3=self.optim.zero_stage == 3)
+        return self._export
 
-            gather = deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None)
-        with gather:
-            return {n: p.detach().cpu().clone() for n, p in params} if self.rank == 0 else None
+    def weight_metas(self) -> list:
+        """Name, shape and dtype of every weight the generators load (Hugging Face names)."""
+        return self._weights().metas()
+
+    def named_weights(self, bucket_bytes: int = 1 << 30) -> Optional[dict]:
+        """Full weights on rank 0 as CPU tensors (HF names, LoRA merged); every rank must call
+        (ZeRO-3 gathers one bucket at a time)."""
+        from rlhf.sync.buckets import plan_buckets
+
+        out = {}
+        for bucket in plan_buckets(self.weight_metas(), bucket_bytes):
+            with self._weights().gathered(bucket) as tensors:
+                if self.rank == 0:
+                    out |= {n: t.cpu().clone() for n, t in tensors.items()}
+        return out if self.rank == 0 else None
 
     def weights_nbytes(self) -> int:
-        return sum(getattr(p, "ds_numel", p.numel()) * p.element_size() for p in self.engine.module.parameters())
+        return sum(m.nbytes for m in self.weight_metas())
+
+    def join_weight_group(self, addr: str, port: int, world_size: int, backend: str) -> None:
+        """Rank 0 becomes rank 0 of the broadcast group with every generator worker."""
+        from rlhf.sync.collective import weight_group
+
+        self._weight_group = weight_group(addr, port, 0, world_size, backend)
+
+    def broadcast_weights(self, plan: list) -> int:
+        """Broadcast transport: bucket by bucket, every rank gathers (ZeRO-3), rank 0 sends."""
+        from rlhf.sync.buckets import flatten
+        from rlhf.sync.collective import broadcast_bucket
+
+        for bucket in plan:
+            with self._weights().gathered(bucket) as tensors:
+                if self.rank == 0:
+                    broadcast_bucket(self._weight_group, flatten(bucket, tensors))
+        return len(plan)
+
+    def device_uuid(self) -> Optional[str]:
+        """This rank's GPU (None on CPU)."""
+        from rlhf.sync.collective import device_uuid
+
+        return device_uuid() if self.device == "cuda" else None
+
+    def share_weights_ipc(self, generators: list, plan: list, version: int) -> int:
+        """CUDA IPC transport (colocated): bucket by bucket, every rank gathers and shares its
+        copy; each generator worker opens the copy on its own GPU and loads it in place."""
+        import ray
+        import torch.distributed as dist
+
+        from rlhf.sync.buckets import flatten
+        from rlhf.sync.collective import device_uuid, ipc_handle
+
+        uuid = device_uuid()
+        for i, bucket in enumerate(plan):
+            with self._weights().gathered(bucket) as tensors:
+                flat = flatten(bucket, tensors)  # a fresh buffer: it outlives the gather
+            handles: list = [None] * self.world_size
+            dist.all_gather_object(handles, (uuid, ipc_handle(flat)))
+            if self.rank == 0:
+                last = version if i == len(plan) - 1 else None
+                ray.get([g.load_ipc_bucket.remote(dict(handles), bucket, last) for g in generators])
+            dist.barrier()  # every generator has loaded before the buffers are freed
+            del flat
+        return len(plan)
 
     def publish_weights(self) -> Optional[list]:
         """CPU transport: rank 0 puts the weights in the object store once; returns [ref]."""
@@ -233,9 +292,10 @@ class PolicyTrainer:
 
     def save_pretrained(self, path: str) -> None:
         """Hugging Face checkpoint (model + tokenizer), written by rank 0; every rank must call."""
-        weights = self.named_weights()
+        weights = self.named_weights()  # LoRA: merged into the base weights
         if self.rank == 0:
             module = self.engine.module
+            module = module.get_base_model() if hasattr(module, "get_base_model") else module
             module.save_pretrained(path, state_dict=weights)
             load_tokenizer(self.model_path).save_pretrained(path)
 

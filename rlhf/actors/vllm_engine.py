@@ -19,12 +19,51 @@ import torch
 from rlhf.batch import Completion
 
 
+# ---- functions run inside every vLLM worker (`LLM.collective_rpc`) -------------------------
+
+def _model(worker):
+    return worker.model_runner.model
+
+
 def _load_weights(worker, named_tensors: list) -> int:
-    """Runs inside each vLLM worker: load HF-named tensors into the live model, in place."""
-    device = next(worker.model_runner.model.parameters()).device
-    worker.model_runner.model.load_weights(weights=[(n, t.to(device, non_blocking=True)) for n, t in named_tensors])
+    """Load HF-named tensors into the live model, in place."""
+    device = next(_model(worker).parameters()).device
+    _model(worker).load_weights(weights=[(n, t.to(device, non_blocking=True)) for n, t in named_tensors])
     torch.cuda.synchronize()
     return len(named_tensors)
+
+
+def _join_weight_group(worker, addr: str, port: int, first_rank: int, world_size: int, backend: str, plan: list):
+    from rlhf.sync.collective import weight_group
+
+    rank = first_rank + getattr(worker, "rank", 0)  # the worker's tensor-parallel rank
+    worker.rlhf_weight_group = weight_group(addr, port, rank, world_size, backend)
+    worker.rlhf_plan = plan
+
+
+def _receive_weights(worker) -> None:
+    from rlhf.sync.collective import receive_buckets
+
+    model = _model(worker)
+    device = next(model.parameters()).device
+    for tensors in receive_buckets(worker.rlhf_weight_group, worker.rlhf_plan, device):
+        model.load_weights(weights=list(tensors.items()))
+    torch.cuda.synchronize()
+
+
+def _device_uuid(worker) -> str:
+    from rlhf.sync.collective import device_uuid
+
+    return device_uuid()
+
+
+def _load_ipc_bucket(worker, handles: dict, bucket: list) -> None:
+    from rlhf.sync.buckets import unflatten
+    from rlhf.sync.collective import device_uuid, open_ipc_handle
+
+    flat = open_ipc_handle(handles[device_uuid()])
+    _model(worker).load_weights(weights=list(unflatten(bucket, flat).items()))
+    torch.cuda.synchronize()
 
 
 class VLLMEngine:
@@ -40,6 +79,7 @@ class VLLMEngine:
                        enforce_eager=enforce_eager, logprobs_mode="processed_logprobs")
         tok = self.llm.get_tokenizer()
         self.eos_id = tok.eos_token_id
+        self.tensor_parallel_size = tensor_parallel_size
 
     def generate(self, prompt_ids: list[list[int]], s) -> list[Completion]:
         from vllm import SamplingParams, TokensPrompt
@@ -60,6 +100,24 @@ class VLLMEngine:
     def load_weights(self, named_tensors: dict) -> None:
         self.llm.collective_rpc(_load_weights, args=(list(named_tensors.items()),))
         self.llm.reset_prefix_cache()  # cached prefixes were computed by the old weights
+
+    def num_workers(self) -> int:
+        return self.tensor_parallel_size
+
+    def join_weight_group(self, addr: str, port: int, first_rank: int, world_size: int, backend: str,
+                          plan: list) -> None:
+        self.llm.collective_rpc(_join_weight_group, args=(addr, port, first_rank, world_size, backend, plan))
+
+    def receive_weights(self) -> None:
+        self.llm.collective_rpc(_receive_weights)
+        self.llm.reset_prefix_cache()
+
+    def device_uuids(self) -> list[str]:
+        return self.llm.collective_rpc(_device_uuid)
+
+    def load_ipc_bucket(self, handles: dict, bucket: list) -> None:
+        self.llm.collective_rpc(_load_ipc_bucket, args=(handles, bucket))
+        self.llm.reset_prefix_cache()
 
     @torch.no_grad()
     def logprobs(self, batch: dict, temperature: float) -> torch.Tensor:

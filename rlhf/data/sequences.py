@@ -77,11 +77,15 @@ def sequence_batch(examples: list[Example], pad_id: int, packing: bool, max_len:
     return pack_batch(examples, max_len, pad_id) if packing else pad_batch(examples, pad_id)
 
 
-def model_inputs(batch: dict, device: str) -> dict:
-    """Keyword arguments of the model's forward for a padded or packed batch."""
+def model_inputs(batch: dict, device: str, flash: bool = False) -> dict:
+    """Keyword arguments of the model's forward for a padded or packed batch. Packed rows get
+    a block-diagonal causal mask, or with FlashAttention-2 (`flash`) only position ids that
+    restart at each example: its variable-length kernel splits the row there, no mask needed."""
     ids = batch["input_ids_BT"].to(device)
     if "segment_ids_BT" not in batch:
         return {"input_ids": ids, "attention_mask": batch["attention_mask_BT"].to(device)}
+    if flash:
+        return {"input_ids": ids, "position_ids": batch["position_ids_BT"].to(device)}
     seg = batch["segment_ids_BT"].to(device)
     T = seg.shape[1]
     causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()

@@ -51,7 +51,7 @@ def run_dpo(cfg) -> dict:
     with supervised_run(cfg, "dpo", needed_cpus=world + 2.5) as (run_dir, tracker, summary):
         policy = warm_start(cfg, path, tok)
         trainers = create_trainers(cfg, policy, optim_settings(cfg, world, micro, max(1, per_rank // micro), t.lr,
-                                                               t.warmup_steps, t.steps))
+                                                               t.warmup_steps, t.steps), lora=True)
         reference = create_reference(cfg, policy)
         accuracy = TaskAccuracy(cfg, tok, eval_rows, eval_source, policy, trainers) \
             if TaskAccuracy.possible(cfg, eval_rows) else None

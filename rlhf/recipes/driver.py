@@ -86,7 +86,8 @@ def run_rl(cfg, recipe: str, loop_cls: type = RLLoop) -> dict:
     roles = create_roles(cfg, model_path)
     try:
         tracker.log({"event": "placement"} | {g.name: g.nodes() for g in roles.groups()})
-        loop = loop_cls(cfg, roles, tokenizer, train, evalset, make_transport(cfg.generator.backend))
+        transport = make_transport(cfg.generator, roles.trainers, roles.generators)
+        loop = loop_cls(cfg, roles, tokenizer, train, evalset, transport)
         if resume_from:
             roles.trainers.each(lambda a: a.load_checkpoint.remote(str(resume_from / "trainer")))
             loop.load_state_dict(state["loop"])

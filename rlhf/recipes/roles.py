@@ -13,16 +13,20 @@ from rlhf.actors.group import ActorGroup
 from rlhf.actors.reference import Reference
 from rlhf.actors.reward import RewardWorker
 from rlhf.actors.trainer import OptimSettings, PolicyTrainer
+from rlhf.models import lora_settings
 
 
 def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: type = PolicyTrainer,
-                    name: str = "trainer") -> ActorGroup:
-    """`trainer.num_workers` data-parallel DeepSpeed ranks of `cls` (policy, reward model, critic)."""
+                    name: str = "trainer", placement=None, lora: bool = False) -> ActorGroup:
+    """`trainer.num_workers` data-parallel DeepSpeed ranks of `cls` (policy, reward model, critic);
+    `lora`: the policy trains LoRA adapters when `model.lora_rank` > 0."""
     t = cfg.trainer
+    adapters = lora_settings(cfg.model) if lora else None
     group = ActorGroup(
-        cls, t.num_workers, name=name, num_cpus=t.cpus_per_worker, num_gpus=t.gpus_per_worker,
+        cls, t.num_workers, name=name, num_cpus=t.cpus_per_worker, num_gpus=t.gpus_per_worker, placement=placement,
         kwargs=lambda rank: dict(model_path=model_path, optim=optim, rank=rank, world_size=t.num_workers,
-                                 dtype=cfg.model.dtype, seed=cfg.run.seed, threads=cfg.run.torch_threads),
+                                 dtype=cfg.model.dtype, seed=cfg.run.seed, threads=cfg.run.torch_threads,
+                                 lora=adapters),
     )
     addr, port = ray.get(group.actors[0].rendezvous.remote())
     group.each(lambda a: a.init_distributed.remote(addr, port))
@@ -38,10 +42,11 @@ def rl_optim(cfg) -> OptimSettings:
                          gradient_checkpointing=cfg.model.gradient_checkpointing, warmup_steps=t.warmup_steps)
 
 
-def create_generators(cfg, model_path: str) -> ActorGroup:
+def create_generators(cfg, model_path: str, placement=None) -> ActorGroup:
     g = cfg.generator
     return ActorGroup(
         Generator, g.num_workers, name="generator", num_cpus=g.cpus_per_worker, num_gpus=g.gpus_per_worker,
+        placement=placement,
         kwargs=lambda rank: dict(model_path=model_path, backend=g.backend, dtype=cfg.model.dtype,
                                  seed=cfg.run.seed, threads=cfg.run.torch_threads, rank=rank,
                                  vllm=dict(tensor_parallel_size=g.tensor_parallel_size,
@@ -52,29 +57,30 @@ def create_generators(cfg, model_path: str) -> ActorGroup:
     )
 
 
-def create_reference(cfg, model_path: str) -> ActorGroup:
+def create_reference(cfg, model_path: str, placement=None) -> ActorGroup:
     return ActorGroup(
         Reference, 1, name="reference", num_cpus=cfg.trainer.cpus_per_worker, num_gpus=cfg.trainer.gpus_per_worker,
+        placement=placement,
         kwargs=lambda rank: dict(model_path=model_path, dtype=cfg.model.dtype, seed=cfg.run.seed,
                                  threads=cfg.run.torch_threads),
     )
 
 
-def create_critic(cfg, policy_path: str) -> ActorGroup:
+def create_critic(cfg, policy_path: str, placement=None) -> ActorGroup:
     from rlhf.actors.critic import Critic
 
     c = cfg.critic
     optim = rl_optim(cfg)
     optim.lr, optim.warmup_steps = c.lr, c.warmup_steps
-    return create_trainers(cfg, c.init or policy_path, optim, cls=Critic, name="critic")
+    return create_trainers(cfg, c.init or policy_path, optim, cls=Critic, name="critic", placement=placement)
 
 
-def create_reward_model(cfg) -> ActorGroup:
+def create_reward_model(cfg, placement=None) -> ActorGroup:
     from rlhf.actors.reward_model import RewardModelScorer
 
     return ActorGroup(
         RewardModelScorer, 1, name="reward_model", num_cpus=cfg.trainer.cpus_per_worker,
-        num_gpus=cfg.trainer.gpus_per_worker,
+        num_gpus=cfg.trainer.gpus_per_worker, placement=placement,
         kwargs=lambda rank: dict(model_path=cfg.reward.model, dtype=cfg.model.dtype, seed=cfg.run.seed,
                                  threads=cfg.run.torch_threads),
     )
@@ -97,6 +103,7 @@ class Roles:
     reference: Optional[ActorGroup] = None
     critic: Optional[ActorGroup] = None
     reward_model: Optional[ActorGroup] = None
+    placement_group: Optional[object] = None
 
     def groups(self) -> list[ActorGroup]:
         return [g for g in (self.trainers, self.generators, self.rewards, self.reference, self.critic,
@@ -105,16 +112,32 @@ class Roles:
     def kill(self) -> None:
         for group in self.groups():
             group.kill()
+        if self.placement_group is not None:
+            ray.util.remove_placement_group(self.placement_group)
+
+
+def reserve_placement(cfg) -> tuple[Optional[object], dict]:
+    """`placement.mode` colocate/split: the reserved placement group and, per role, one
+    (group, slot) per actor; mode none: (None, {})."""
+    from rlhf.placement import plan_from_config, reserve
+
+    if cfg.placement.mode == "none":
+        return None, {}
+    plan = plan_from_config(cfg, gpus=ray.cluster_resources().get("GPU", 0) > 0)
+    pg = reserve(plan, cfg.placement.strategy)
+    return pg, {role: [(pg, slot) for slot in slots] for role, slots in plan.slots.items()}
 
 
 def create_roles(cfg, model_path: str) -> Roles:
+    pg, slots = reserve_placement(cfg)
     return Roles(
-        trainers=create_trainers(cfg, model_path, rl_optim(cfg)),
-        generators=create_generators(cfg, model_path),
+        trainers=create_trainers(cfg, model_path, rl_optim(cfg), placement=slots.get("trainer"), lora=True),
+        generators=create_generators(cfg, model_path, placement=slots.get("generator")),
         rewards=create_rewards(cfg),
-        reference=create_reference(cfg, model_path) if cfg.algorithm.kl_coef > 0 else None,
-        critic=create_critic(cfg, model_path) if cfg.algorithm.adv_estimator == "gae" else None,
-        reward_model=create_reward_model(cfg) if cfg.reward.model else None,
+        reference=create_reference(cfg, model_path, slots.get("reference")) if cfg.algorithm.kl_coef > 0 else None,
+        critic=create_critic(cfg, model_path, slots.get("critic")) if cfg.algorithm.adv_estimator == "gae" else None,
+        reward_model=create_reward_model(cfg, slots.get("reward_model")) if cfg.reward.model else None,
+        placement_group=pg,
     )
 
 

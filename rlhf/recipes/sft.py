@@ -44,7 +44,7 @@ def run_sft(cfg) -> dict:
     micro = per_rank if t.packing else min(t.micro_batch_size, per_rank)  # a packed shard is one forward
     with supervised_run(cfg, "sft", needed_cpus=world + 1.5) as (run_dir, tracker, summary):
         trainers = create_trainers(cfg, path, optim_settings(cfg, world, micro, max(1, per_rank // micro), t.lr,
-                                                             t.warmup_steps, t.steps))
+                                                             t.warmup_steps, t.steps), lora=True)
         accuracy = TaskAccuracy(cfg, tok, eval_rows, eval_source, path, trainers) \
             if TaskAccuracy.possible(cfg, eval_rows) else None
         try:

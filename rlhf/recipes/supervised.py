@@ -120,7 +120,7 @@ class TaskAccuracy:
 
         evalset = build_prompt_set(rows[:cfg.data.num_eval], tokenizer, cfg.data, source)
         self.roles = Roles(trainers=trainers, generators=create_generators(cfg, model_path), rewards=create_rewards(cfg))
-        self.loop = RLLoop(cfg, self.roles, tokenizer, evalset, evalset, make_transport(cfg.generator.backend))
+        self.loop = RLLoop(cfg, self.roles, tokenizer, evalset, evalset, make_transport(cfg.generator, trainers, self.roles.generators))
 
     @staticmethod
     def possible(cfg, rows: list[dict]) -> bool:

@@ -1,9 +1,13 @@
 """Weight sync, trainer -> generators, behind one interface (`WeightTransport.sync`).
 
-Transports: `object_store` (CPU and tests: rank 0 puts the weights in Ray's object store
-once, every generator reads them). The choice follows the placement (`make_transport`).
+Transports, chosen from where the actors run (`make_transport`, `generator.weight_sync=auto`):
+- `ipc` (colocated GPUs): each trainer rank shares bucket buffers through CUDA IPC with the
+  generator workers on its GPU; no copy through the host;
+- `broadcast` (split GPUs): trainer rank 0 broadcasts buckets to every generator worker over
+  a group of their own (NCCL; gloo on CPU, which is how the tests run it);
+- `object_store` (CPU): rank 0 puts the weights in Ray's object store once, every generator reads them.
 """
 
-from rlhf.sync.base import SyncStats, WeightTransport, make_transport
+from rlhf.sync.base import SyncStats, WeightTransport, choose_transport, make_transport
 
-__all__ = ["SyncStats", "WeightTransport", "make_transport"]
+__all__ = ["SyncStats", "WeightTransport", "choose_transport", "make_transport"]
