@@ -26,6 +26,8 @@ SIZES = {  # Qwen2.5 configs (tied embeddings)
                  num_key_value_heads=2),
     "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                  num_key_value_heads=2),
+    "3b": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+               num_key_value_heads=2),
 }
 
 
@@ -104,27 +106,36 @@ def copy_bandwidth(nbytes: int) -> dict:
 
 
 def sync(a) -> dict:
+    """Trainer (ZeRO-2, bf16) and vLLM generator colocated on one GPU; `--transport auto`
+    picks CUDA IPC there. After a sync the engine must score a fixed sequence as the trainer does."""
     import ray
 
     from rlhf.actors.generator import Generator
     from rlhf.actors.group import ActorGroup
     from rlhf.actors.trainer import OptimSettings, PolicyTrainer
+    from rlhf.config import GeneratorConfig
     from rlhf.sync import make_transport
 
     path = build(a.size)
     ray.init(num_gpus=1, include_dashboard=False)
     trainers = ActorGroup(PolicyTrainer, 1, name="trainer", num_gpus=0.5, kwargs=lambda r: dict(
-        model_path=path, optim=OptimSettings(lr=1e-6, zero_stage=2), rank=0, world_size=1, dtype="bfloat16"))
+        model_path=path, optim=OptimSettings(lr=1e-6, zero_stage=a.zero_stage), rank=0, world_size=1,
+        dtype="bfloat16"))
     addr, port = ray.get(trainers.actors[0].rendezvous.remote())
     trainers.each(lambda t: t.init_distributed.remote(addr, port))
     gens = ActorGroup(Generator, 1, name="generator", num_gpus=0.5, kwargs=lambda r: dict(
         model_path=path, backend="vllm", dtype="bfloat16", vllm=dict(gpu_memory_utilization=0.3)))
-    transport = make_transport("vllm")
-    stats = [transport.sync(trainers, gens, v) for v in range(1, 5)]
-    seconds = statistics.median(s.seconds for s in stats[1:])
+    transport = make_transport(GeneratorConfig(weight_sync=a.transport, sync_bucket_mb=a.bucket_mb), trainers, gens)
+    stats = [transport.sync(trainers, gens, v) for v in range(1, 6)]
+    seconds = sorted(s.seconds for s in stats[1:])
     nbytes = stats[-1].num_bytes
-    return {"mode": "sync", "size": a.size, "transport": type(transport).__name__, "bytes": nbytes,
-            "seconds_median": seconds, "effective_GBps": nbytes / seconds / 1e9} | copy_bandwidth(nbytes)
+    seq = {"input_ids_BT": torch.tensor([prompts(1, 64)[0]]), "attention_mask_BT": torch.ones(1, 64, dtype=torch.long),
+           "response_mask_BR": torch.ones(1, 32)}
+    engine, trainer = ray.get([gens.actors[0].logprobs.remote(seq, 1.0), trainers.actors[0].logprobs.remote(seq, 1.0)])
+    return {"mode": "sync", "size": a.size, "transport": type(transport).__name__, "bucket_mb": a.bucket_mb,
+            "bytes": nbytes, "seconds_median": statistics.median(seconds), "seconds_min": seconds[0],
+            "seconds_first": stats[0].seconds, "effective_GBps": nbytes / statistics.median(seconds) / 1e9,
+            "logprob_max_abs_diff": float((engine - trainer).abs().max())} | copy_bandwidth(nbytes)
 
 
 if __name__ == "__main__":
@@ -134,6 +145,9 @@ if __name__ == "__main__":
     p.add_argument("--prompts", type=int, default=512)
     p.add_argument("--prompt-len", type=int, default=128)
     p.add_argument("--response-len", type=int, default=256)
+    p.add_argument("--transport", default="auto", help="sync: generator.weight_sync")
+    p.add_argument("--bucket-mb", type=float, default=512.0, help="sync: generator.sync_bucket_mb")
+    p.add_argument("--zero-stage", type=int, default=2, help="sync: the trainer's ZeRO stage")
     args = p.parse_args()
     result = {"raw": raw, "ours": ours, "sync": sync}[args.mode](args)
     result |= {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d")}

@@ -88,6 +88,7 @@ class RolloutConfig:
     temperature: float = _f(1.0, "sampling temperature (the trainer scores with the same temperature)")
     top_p: float = _f(1.0, "nucleus sampling threshold")
     max_new_tokens: int = _f(16, "maximum response length; also DAPO's L_max")
+    ignore_eos: bool = _f(False, "sample every response to max_new_tokens (fixed-length benchmarks)")
     max_staleness: int = _f(0, "off-policy rollouts: generators work up to this many batches ahead of the trainer "
                                "and no sample older than this many policy versions is trained on (0: synchronous)")
 

@@ -46,7 +46,8 @@ class HFEngine:
         out = self.model.generate(
             input_ids=ids.to(self.device), attention_mask=mask.to(self.device), do_sample=not greedy,
             temperature=None if greedy else s.temperature, top_p=None if greedy else s.top_p, top_k=None,
-            max_new_tokens=s.max_new_tokens, num_return_sequences=s.n, eos_token_id=self.eos_id,
+            max_new_tokens=s.max_new_tokens, min_new_tokens=s.max_new_tokens if s.ignore_eos else None,
+            num_return_sequences=s.n, eos_token_id=self.eos_id,
             pad_token_id=self.pad_id, output_scores=True, return_dict_in_generate=True,
         )
         # normalize_logits: log-softmax of the processed (temperature/top-p) logits = the sampling distribution

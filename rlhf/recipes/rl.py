@@ -24,6 +24,8 @@ Recipes differ only in their config (see `rlhf.recipes.dapo` / `rlhf.recipes.grp
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import time
 from collections import deque
@@ -99,7 +101,8 @@ class RLLoop:
             seed = self.cfg.run.seed * 1_000_003 + self.step_idx * 1009 + self._issued_this_step
             self._issued_this_step += 1
         return GenerationRequest(self.train.select(prompt_idx), prompt_idx,
-                                 SamplingSettings(r.n, r.temperature, r.top_p, r.max_new_tokens, seed))
+                                 SamplingSettings(r.n, r.temperature, r.top_p, r.max_new_tokens, seed,
+                                                  ignore_eos=r.ignore_eos))
 
     def _issue(self, req: GenerationRequest) -> GenerationRequest:
         gens = self.roles.generators
@@ -107,7 +110,7 @@ class RLLoop:
         req.chunks = [c for c in (list(range(len(req.prompts)))[i::k] for i in range(k)) if c]
         req.refs = [gens.actors[j].generate.remote(
             [req.prompts.prompt_ids[i] for i in chunk],
-            SamplingSettings(s.n, s.temperature, s.top_p, s.max_new_tokens, s.seed + j))
+            dataclasses.replace(s, seed=s.seed + j))
             for j, chunk in enumerate(req.chunks)]
         return req
 

@@ -42,23 +42,31 @@ def _roles(extra):
     return cfg, tok, train, evalset, create_roles(cfg, warm_start(cfg, base, tok))
 
 
-def test_engine_logprobs_match_trainer_after_a_step_and_sync():
+@pytest.mark.parametrize("lora", [0, 8])
+def test_engine_logprobs_match_trainer_after_a_step_and_sync(lora):
     from rlhf.recipes.rl import RLLoop
     from rlhf.sync import make_transport
 
-    cfg, tok, train, evalset, roles = _roles(["warmstart.steps=50", "rollout.temperature=1.0"])
+    cfg, tok, train, evalset, roles = _roles(["warmstart.steps=50", "rollout.temperature=1.0",
+                                              f"model.lora_rank={lora}", "trainer.lr=1e-3"])
     try:
-        loop = RLLoop(cfg, roles, tok, train, evalset, make_transport(cfg.generator.backend))
-        metrics = loop.step()  # generate with vLLM, one DeepSpeed update, sync into the running engine
+        transport = make_transport(cfg.generator, roles.trainers, roles.generators)
+        assert type(transport).__name__ == "IPCTransport"  # trainer and generator share the GPU
+        loop = RLLoop(cfg, roles, tok, train, evalset, transport)
         batch, _, _ = loop.collect()
+        before, trainer_before = ray.get([roles.generators.actors[0].logprobs.remote(batch, 1.0),
+                                          roles.trainers.actors[0].logprobs.remote(batch, 1.0)])
+        metrics = loop.step()  # generate with vLLM, one DeepSpeed update, sync into the running engine
         engine = ray.get(roles.generators.actors[0].logprobs.remote(batch, 1.0))
         trainer = ray.get(roles.trainers.actors[0].logprobs.remote(batch, 1.0))
         mask = batch["response_mask_BR"] > 0
         diff = (engine - trainer).abs()[mask]
-        rollout_diff = (batch["rollout_logprobs_BR"] - trainer).abs()[mask]
-        print(f"\nengine vs trainer log-probs after sync (bf16): mean {diff.mean():.4f} max {diff.max():.4f}; "
+        rollout_diff = (batch["rollout_logprobs_BR"] - trainer_before).abs()[mask]  # what vLLM sampled with
+        print(f"\nLoRA rank {lora}: engine vs trainer log-probs after sync (bf16): mean {diff.mean():.4f} max {diff.max():.4f}; "
               f"sampling log-probs vs trainer: mean {rollout_diff.mean():.4f}; sync {metrics['sync/seconds']:.3f} s")
-        assert diff.mean() < 0.03 and rollout_diff.mean() < 0.03
+        moved = (engine - before).abs()[mask].mean()
+        print(f"the update moved the engine's log-probs by {moved:.4f} on average")
+        assert diff.mean() < 0.03 and rollout_diff.mean() < 0.03 and moved > 2 * diff.mean()
     finally:
         roles.kill()
 
@@ -66,7 +74,7 @@ def test_engine_logprobs_match_trainer_after_a_step_and_sync():
 def test_colocated_dapo_improves(tmp_path):
     from rlhf.recipes import dapo
 
-    s = dapo.main(TINY + GPU + ["run.steps=20", "run.eval_every=10", f"run.output_dir={tmp_path}", "run.name=gpu"])
+    s = dapo.main(TINY + GPU + ["placement.mode=colocate", "run.steps=20", "run.eval_every=10", f"run.output_dir={tmp_path}", "run.name=gpu"])
     print(f"\nDAPO on one GPU (vLLM + DeepSpeed, colocated): accuracy {s['accuracy_before']:.3f} -> "
           f"{s['accuracy_after']:.3f}, reward {s['reward_first']:.3f} -> {s['reward_last']:.3f}, "
           f"{s['step_seconds_mean']:.2f} s/step, {s['wall_s']} s")
@@ -88,11 +96,12 @@ def test_qwen25_05b_size_generation_and_sync(tmp_path):
         comps = ray.get(roles.generators.actors[0].generate.remote(
             train.prompt_ids[:64], SamplingSettings(n=4, temperature=1.0, max_new_tokens=64, seed=0)))
         gen_s = time.perf_counter() - t0
-        stats = [make_transport(cfg.generator.backend).sync(roles.trainers, roles.generators, v) for v in (1, 2)]
+        transport = make_transport(cfg.generator, roles.trainers, roles.generators)
+        stats = [transport.sync(roles.trainers, roles.generators, v) for v in (1, 2)]
         nbytes = stats[-1].num_bytes
         print(f"\n0.5B-size: {len(comps)} completions, {sum(len(c.token_ids) for c in comps)} tokens in {gen_s:.2f} s; "
               f"sync {nbytes / 1e9:.2f} GB in {stats[-1].seconds:.2f} s ({nbytes / stats[-1].seconds / 1e9:.2f} GB/s, "
-              f"object-store transport)")
+              f"{type(transport).__name__})")
         assert len(comps) == 256 and all(len(c.logprobs) == len(c.token_ids) for c in comps)
         print(json.dumps({"sync_seconds": stats[-1].seconds, "bytes": nbytes, "gen_seconds": gen_s}))
     finally:
