@@ -50,6 +50,8 @@ def ours(a) -> dict:
 
 def trl(a) -> dict:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    for k, v in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29533").items():
+        os.environ.setdefault(k, v)  # colocated vLLM joins a one-process torch.distributed world
     import re
 
     from datasets import Dataset
@@ -68,16 +70,13 @@ def trl(a) -> dict:
                       and re.search(r"\\boxed\{([^}]*)\}", c[0]["content"])[1].strip() == str(g)) for c, g in
                 zip(completions, answer)]
 
-    class StepTimes(TrainerCallback):
+    class StepTimes(TrainerCallback):  # optimizer step to optimizer step, generation included
         def __init__(self):
-            self.times, self.t0 = [], None
-
-        def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
+            self.ends = [time.perf_counter()]
 
         def on_step_end(self, args, state, control, **kw):
             torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self.t0)
+            self.ends.append(time.perf_counter())
 
     batch = a.prompts * a.n
     config = GRPOConfig(
@@ -90,7 +89,7 @@ def trl(a) -> dict:
     trainer = GRPOTrainer(model=path, reward_funcs=boxed_answer, args=config, train_dataset=data,
                           processing_class=AutoTokenizer.from_pretrained(path), callbacks=[timer])
     trainer.train()
-    times = timer.times[1:]
+    times = [b - a for a, b in zip(timer.ends[1:], timer.ends[2:])]  # steps 2..S
     return {"framework": "trl", "size": a.size, "step_seconds_median": statistics.median(times),
             "step_seconds": times, "trl_version": __import__("trl").__version__}
 

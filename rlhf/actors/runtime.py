@@ -15,7 +15,8 @@ def setup_process(seed: int, threads: int = 0) -> str:
     torch.set_num_threads(threads or os.cpu_count() or 1)
     random.seed(seed)
     torch.manual_seed(seed)
-    return "cuda" if torch.cuda.is_available() and os.environ.get("CUDA_VISIBLE_DEVICES", "") != "" else "cpu"
+    # CUDA_VISIBLE_DEVICES="" (Ray's way of giving an actor no GPU) hides the GPUs; unset shows them all
+    return "cuda" if torch.cuda.is_available() and os.environ.get("CUDA_VISIBLE_DEVICES") != "" else "cpu"
 
 
 def node_ip() -> str:

@@ -22,8 +22,11 @@ def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: type = Poli
     `lora`: the policy trains LoRA adapters when `model.lora_rank` > 0."""
     t = cfg.trainer
     adapters = lora_settings(cfg.model) if lora else None
+    gpus = t.gpus_per_worker
+    if placement is None and cfg.placement.mode != "none" and ray.cluster_resources().get("GPU", 0) > 0:
+        gpus = max(gpus, 1.0)  # outside the RL placement (warm start, SFT/RM/DPO): a whole GPU per rank
     group = ActorGroup(
-        cls, t.num_workers, name=name, num_cpus=t.cpus_per_worker, num_gpus=t.gpus_per_worker, placement=placement,
+        cls, t.num_workers, name=name, num_cpus=t.cpus_per_worker, num_gpus=gpus, placement=placement,
         kwargs=lambda rank: dict(model_path=model_path, optim=optim, rank=rank, world_size=t.num_workers,
                                  dtype=cfg.model.dtype, seed=cfg.run.seed, threads=cfg.run.torch_threads,
                                  lora=adapters),
