@@ -73,7 +73,8 @@ def main(a) -> dict:
     sync()
     seconds = (time.perf_counter() - t0) / a.steps
     cfg = model.config
-    n_params = sum(p.numel() for p in model.parameters())  # tied: the embedding counts once, as the output matmul
+    # tied: the embedding counts once, as the output matmul; ZeRO-3 shards report their full size in ds_numel
+    n_params = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
     mean_len = tokens / len(exs)
     flops_per_token = 6 * n_params + 6 * cfg.num_hidden_layers * cfg.hidden_size * mean_len
     tps = tokens / seconds
