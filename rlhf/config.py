@@ -285,12 +285,13 @@ class RLConfig:
         _choice("generator.weight_sync", self.generator.weight_sync, ("auto", "ipc", "broadcast", "object_store"))
         _choice("placement.mode", self.placement.mode, ("none", "colocate", "split"))
         _choice("placement.strategy", self.placement.strategy, ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"))
-        if self.placement.mode == "colocate" and (self.generator.num_workers != self.trainer.num_workers
-                                                  or self.generator.tensor_parallel_size != 1):
-            raise ConfigError(f"placement.mode=colocate puts one engine on each trainer GPU: set generator.num_workers="
-                              f"trainer.num_workers (now {self.generator.num_workers} vs {self.trainer.num_workers}) "
-                              f"and generator.tensor_parallel_size=1 (now {self.generator.tensor_parallel_size}), "
-                              "or use placement.mode=split")
+        if self.placement.mode != "none":
+            from rlhf.placement import plan_from_config
+
+            try:
+                plan_from_config(self, gpus=True)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         if self.model.lora_rank < 0:
             raise ConfigError(f"model.lora_rank={self.model.lora_rank} must be >= 0 (0: no LoRA)")
         if self.generator.sync_bucket_mb <= 0:

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import time
 from math import isclose
 
 import pytest
@@ -68,5 +69,10 @@ def test_wandb_runs_offline_into_the_run_directory(tmp_path, monkeypatch):
     run_id = t.wandb_id
     t.close()
     (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}")
-    records = (run_dir / f"run-{run_id}.wandb").read_bytes()  # what `wandb sync` uploads later
-    assert b"rlhf-test" in records and b"0.123" in records and b"reward/mean" in records
+    expected = (b"rlhf-test", b"0.123", b"reward/mean")
+    for _ in range(60):  # wandb's writer process may still be flushing when finish() returns
+        records = (run_dir / f"run-{run_id}.wandb").read_bytes()  # what `wandb sync` uploads later
+        if all(e in records for e in expected):
+            break
+        time.sleep(0.5)
+    assert all(e in records for e in expected), records[:200]

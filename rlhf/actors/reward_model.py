@@ -17,7 +17,8 @@ from rlhf.models import (end_positions, load_tokenizer, load_value_model, resolv
 
 def sequence_rewards(model, batch: dict, device: str) -> torch.Tensor:
     rows, cols = end_positions(batch)
-    return token_values(model, model_inputs(batch, device, flash=uses_flash_attention(model)))[rows.to(device), cols.to(device)]
+    values = token_values(model, model_inputs(batch, device, flash=uses_flash_attention(model)))
+    return values[rows.to(device), cols.to(device)]
 
 
 class RewardModelTrainer(PolicyTrainer):
