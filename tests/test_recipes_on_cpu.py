@@ -55,6 +55,26 @@ def test_dapo_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
+def test_split_placement_with_broadcast_sync_from_a_zero3_lora_trainer(tmp_path):
+    """The split-GPU layout on CPU bundles: trainers (ZeRO-3, LoRA) and the reference share
+    bundles, the generator has its own, weights travel by the broadcast group (gloo here)."""
+    rewards = tmp_path / "length_reward.py"  # a dense signal, so that every group has one
+    rewards.write_text("def length(prompt, completion, response_length, **_):\n    return response_length / 12\n")
+    summary = grpo.main(SMALL + [f"reward.fns=[{rewards}:length]", "run.steps=2", f"run.output_dir={tmp_path}",
+                                 "run.name=s", "placement.mode=split", "trainer.num_workers=2", "trainer.zero_stage=3", "trainer.cpus_per_worker=0.5",
+                                 "generator.cpus_per_worker=0.5", "model.lora_rank=4",
+                                 "generator.weight_sync=broadcast", "generator.sync_bucket_mb=0.5",
+                                 "trainer.lr=1e-3"])
+    records = [json.loads(l) for l in (tmp_path / "s" / "metrics.jsonl").read_text().splitlines()]
+    assert {"event": "weight_sync", "transport": "BroadcastTransport"} in records
+    assert [r["step"] for r in records if "sync/seconds" in r] == [1, 2]
+    before, after = _weights(Path(summary["model_path"])), _weights(tmp_path / "s" / "policy")
+    assert sorted(before) == sorted(after)  # merged LoRA: a plain checkpoint under the base names
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.endswith("proj.weight") for k in changed), changed  # only the adapted layers moved
+
+
+@pytest.mark.slow
 def test_grpo_uses_reference_kl(tmp_path):
     summary = grpo.main(SMALL + ["run.steps=2", f"run.output_dir={tmp_path}", "run.name=g", "run.save_policy=false"])
     records = [json.loads(l) for l in (tmp_path / "g" / "metrics.jsonl").read_text().splitlines()]

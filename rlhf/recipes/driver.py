@@ -87,6 +87,7 @@ def run_rl(cfg, recipe: str, loop_cls: type = RLLoop) -> dict:
     try:
         tracker.log({"event": "placement"} | {g.name: g.nodes() for g in roles.groups()})
         transport = make_transport(cfg.generator, roles.trainers, roles.generators)
+        tracker.log({"event": "weight_sync", "transport": type(transport).__name__})
         loop = loop_cls(cfg, roles, tokenizer, train, evalset, transport)
         if resume_from:
             roles.trainers.each(lambda a: a.load_checkpoint.remote(str(resume_from / "trainer")))
