@@ -28,7 +28,10 @@ def _node_count(gcs: int) -> int:
                           "--filter", "state=ALIVE"], env=ENV, capture_output=True, text=True)
     import json
 
-    return len(json.loads(out.stdout)) if out.returncode == 0 else -1
+    try:  # while the head starts, `ray list` may exit 0 with a plain-text message
+        return len(json.loads(out.stdout)) if out.returncode == 0 else -1
+    except json.JSONDecodeError:
+        return -1
 
 
 @contextmanager
