@@ -112,7 +112,8 @@ def sync(a) -> dict:
 
     from rlhf.actors.generator import Generator
     from rlhf.actors.group import ActorGroup
-    from rlhf.actors.trainer import OptimSettings, PolicyTrainer
+    from rlhf.actors.deepspeed_rank import OptimSettings
+    from rlhf.actors.policy_trainer import PolicyTrainer
     from rlhf.config import GeneratorConfig
     from rlhf.sync import make_transport
 

@@ -49,7 +49,8 @@ def examples(n: int, lo: int, hi: int, seed: int = 0) -> list[tuple[list[int], i
 
 def main(a) -> dict:
     from rlhf.actors.runtime import free_port
-    from rlhf.actors.trainer import OptimSettings, PolicyTrainer
+    from rlhf.actors.deepspeed_rank import OptimSettings
+    from rlhf.actors.policy_trainer import PolicyTrainer
     from rlhf.data.sequences import sequence_batch
 
     path = build(a.size)

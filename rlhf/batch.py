@@ -80,3 +80,34 @@ def trim_padding(batch: Batch) -> Batch:
     used = batch["attention_mask_BT"][:, :P].any(0).nonzero()
     start = int(used[0]) if len(used) else P
     return {k: (v[:, start:] if k.endswith("_BT") else v) for k, v in batch.items()}
+
+
+class BatchLayoutError(ValueError):
+    """A batch that does not split evenly into ranks, mini-batches and micro-batches."""
+
+
+@dataclass(frozen=True)
+class MicroBatching:
+    """How one step's batch reaches the ranks: `per_rank` rows per rank and mini-batch, fed as
+    `grad_accum` forwards of `micro` rows (DeepSpeed's train_batch_size = micro * grad_accum * world)."""
+
+    per_rank: int
+    micro: int
+    grad_accum: int
+
+
+def micro_batching(batch_size: int, world: int, micro_batch_size: int, mini_batches: int = 1,
+                   one_forward: bool = False, strict: bool = False) -> MicroBatching:
+    """The one computation of batch -> per rank -> micro-batch -> gradient accumulation.
+    `one_forward`: a rank's shard is a single forward (packed rows). `strict`: a batch that does
+    not split evenly is an error instead of dropping the remainder."""
+    shards = world * mini_batches
+    per_rank = max(1, batch_size // shards)
+    uneven = batch_size % shards or not one_forward and per_rank % micro_batch_size and per_rank > micro_batch_size
+    if strict and (batch_size < shards or uneven):
+        minis = f" x trainer.mini_batches={mini_batches}" if mini_batches > 1 else ""
+        raise BatchLayoutError(
+            f"{batch_size} rows must split evenly into trainer.num_workers={world}{minis} shards, each a multiple "
+            f"of trainer.micro_batch_size={micro_batch_size} (or smaller than it)")
+    micro = per_rank if one_forward else min(micro_batch_size, per_rank)
+    return MicroBatching(per_rank, micro, max(1, per_rank // micro))

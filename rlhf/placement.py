@@ -86,10 +86,10 @@ def _share(bundle_gpus: int, actors: int) -> float:
 
 
 def plan_from_config(cfg, gpus: bool) -> PlacementPlan:
-    t, g, a = cfg.trainer, cfg.generator, cfg.algorithm
+    t, g, roles = cfg.trainer, cfg.generator, cfg.roles()
     return plan_placement(cfg.placement.mode, trainers=t.num_workers, generators=g.num_workers,
-                          tensor_parallel=g.tensor_parallel_size, reference=a.kl_coef > 0,
-                          reward_model=bool(cfg.reward.model), critic=a.adv_estimator == "gae",
+                          tensor_parallel=g.tensor_parallel_size, reference=roles.reference,
+                          reward_model=roles.reward_model, critic=roles.critic,
                           aux_on_trainer=cfg.placement.aux_on_trainer, trainer_cpus=t.cpus_per_worker,
                           generator_cpus=g.cpus_per_worker, gpus=gpus)
 

@@ -48,26 +48,22 @@ def _actors_per_bundle(pg, n: int) -> list[int]:
     return [round((1000 - free.get(f"bundle_group_{i}_{pg.id.hex()}", 1000)) / 0.001) for i in range(n)]
 
 
-def test_roles_land_in_their_planned_bundles():
+def test_roles_land_in_their_planned_bundles(ray_local):
     class Probe:  # defined here so that Ray ships it by value
         pass
 
-    ray.init(num_cpus=6, include_dashboard=False)
-    try:
-        cfg = load_config(RLConfig, RLConfig(), ["placement.mode=split", "trainer.num_workers=2", "algorithm.kl_coef=0.1",
-                                                 "generator.num_workers=2", "trainer.cpus_per_worker=0.5",
-                                                 "generator.cpus_per_worker=0.5"])
-        plan = plan_from_config(cfg, gpus=False)
-        pg = reserve(plan, cfg.placement.strategy)
-        placed, groups = [0] * len(plan.bundles), []
-        for role, slots in plan.slots.items():
-            groups.append(group := ActorGroup(Probe, len(slots), name=role, num_cpus=0.5, placement=[(pg, s) for s in slots]))
-            ray.get([a.__ray_ready__.remote() for a in group.actors])
-            for s in slots:
-                placed[s.bundle] += 1
-            assert _actors_per_bundle(pg, len(plan.bundles)) == placed, role
-            assert ray.get(group.actors[0].__ray_call__.remote(
-                lambda _: ray.get_runtime_context().get_placement_group_id())) == pg.id.hex()
-        assert placed == [2, 1, 1, 1]  # trainer 0 + reference, trainer 1, generator 0, generator 1
-    finally:
-        ray.shutdown()
+    cfg = load_config(RLConfig, RLConfig(), ["placement.mode=split", "trainer.num_workers=2", "algorithm.kl_coef=0.1",
+                                             "generator.num_workers=2", "trainer.cpus_per_worker=0.5",
+                                             "generator.cpus_per_worker=0.5"])
+    plan = plan_from_config(cfg, gpus=False)
+    pg = reserve(plan, cfg.placement.strategy)
+    placed, groups = [0] * len(plan.bundles), []
+    for role, slots in plan.slots.items():
+        groups.append(group := ActorGroup(Probe, len(slots), name=role, num_cpus=0.5, placement=[(pg, s) for s in slots]))
+        ray.get([a.__ray_ready__.remote() for a in group.actors])
+        for s in slots:
+            placed[s.bundle] += 1
+        assert _actors_per_bundle(pg, len(plan.bundles)) == placed, role
+        assert ray.get(group.actors[0].__ray_call__.remote(
+            lambda _: ray.get_runtime_context().get_placement_group_id())) == pg.id.hex()
+    assert placed == [2, 1, 1, 1]  # trainer 0 + reference, trainer 1, generator 0, generator 1

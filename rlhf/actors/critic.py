@@ -1,17 +1,17 @@
 """Critic role for PPO: a value model (`load_value_model`, initialised from a reward model or
-from the policy) trained with the clipped value loss on the DeepSpeed trainer setup."""
+from the policy) trained with the clipped value loss on a `DeepSpeedRank`."""
 
 from __future__ import annotations
 
 import torch
 
-from rlhf.actors.trainer import PolicyTrainer
+from rlhf.actors.deepspeed_rank import DeepSpeedRank
 from rlhf.algorithms import value_loss
 from rlhf.metrics import combine_shards, mean_dicts
 from rlhf.models import load_value_model, position_ids_from_mask, token_values
 
 
-class Critic(PolicyTrainer):
+class Critic(DeepSpeedRank):
     def _load_model(self):
         return load_value_model(self.model_path, self.dtype, self.device)
 
@@ -38,8 +38,7 @@ class Critic(PolicyTrainer):
                 loss, m = value_loss(self._values(mb), mb["values_BR"].to(self.device),
                                      mb["returns_BR"].to(self.device), mb["response_mask_BR"].to(self.device),
                                      clip_eps=clip_eps, agg_mode=agg_mode, **count)
-                self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
-                grad_norm = self._step()
+                grad_norm = self._backward_and_step(loss)
                 micro.append({f"critic/{k}": v for k, v in m.items()} | {"critic/vf_loss": loss.item()})
             steps.append(combine_shards(micro) | {"critic/grad_norm": grad_norm})
         return mean_dicts(steps)

@@ -1,5 +1,5 @@
-"""Reward models: training one (Bradley-Terry on preference pairs, on the DeepSpeed trainer
-setup) and serving one as a reward for RL. The model is a transformer with a scalar head
+"""Reward models: training one (Bradley-Terry on preference pairs, on a `DeepSpeedRank`) and
+serving one as a reward for RL. The model is a transformer with a scalar head
 (`load_value_model`); a sequence's reward is the head at its last token."""
 
 from __future__ import annotations
@@ -7,10 +7,9 @@ from __future__ import annotations
 import torch
 
 from rlhf.actors.runtime import setup_process
-from rlhf.actors.trainer import PolicyTrainer
+from rlhf.actors.deepspeed_rank import DeepSpeedRank
 from rlhf.algorithms import bradley_terry_loss
 from rlhf.data.sequences import model_inputs, pad_batch
-from rlhf.metrics import combine_shards
 from rlhf.models import (end_positions, load_tokenizer, load_value_model, resolve_dtype, token_values,
                          uses_flash_attention)
 
@@ -21,7 +20,7 @@ def sequence_rewards(model, batch: dict, device: str) -> torch.Tensor:
     return values[rows.to(device), cols.to(device)]
 
 
-class RewardModelTrainer(PolicyTrainer):
+class RewardModelTrainer(DeepSpeedRank):
     """One data-parallel rank training a reward model; `model_path` may be a causal LM (the
     head starts from scratch) or a reward model."""
 
@@ -31,17 +30,9 @@ class RewardModelTrainer(PolicyTrainer):
     def train_pairs(self, micro_batches: list[dict], num_pairs: int) -> dict:
         """One optimizer step of the Bradley-Terry loss; micro-batch i holds k chosen rows then
         their k rejected rows; `num_pairs` is the step's global pair count."""
-        self.engine.train()
-        metrics = []
-        for mb in micro_batches:
-            r = sequence_rewards(self.engine, mb, self.device)
-            k = len(r) // 2
-            loss, m = bradley_terry_loss(r[:k], r[k:])
-            self.engine.backward(loss * (k / num_pairs) * self.world_size, scale_wrt_gas=False)
-            grad_norm = self._step()
-            metrics.append({f"rm/{key}": v for key, v in m.items()} | {"rm/loss": loss.item()})
-        self.version += 1
-        return combine_shards(metrics) | {"rm/grad_norm": grad_norm}
+        return self._pair_step(micro_batches, num_pairs, "rm",
+                               lambda mb: sequence_rewards(self.engine, mb, self.device),
+                               lambda i, chosen, rejected: bradley_terry_loss(chosen, rejected))
 
     @torch.no_grad()
     def rewards(self, batch: dict) -> torch.Tensor:

@@ -18,8 +18,20 @@ from rlhf.algorithms.masked import masked_whiten
 from rlhf.algorithms.registry import Registry
 
 ADVANTAGE_ESTIMATORS = Registry("advantage estimator")
-register_advantage = ADVANTAGE_ESTIMATORS.register
 get_advantage_estimator = ADVANTAGE_ESTIMATORS.get
+
+
+def register_advantage(name: str, needs_critic: bool = False):
+    """Registers an estimator; `needs_critic`: it reads `values_BR` from a learned critic (so only
+    a recipe that trains one may select it)."""
+    def wrap(fn):
+        fn.needs_critic = needs_critic
+        return ADVANTAGE_ESTIMATORS.register(name)(fn)
+    return wrap
+
+
+def estimator_needs_critic(name: str) -> bool:
+    return getattr(get_advantage_estimator(name), "needs_critic", False)
 
 
 def _grouped_scores(name: str, scores_B, group_size: int, response_mask_BR: torch.Tensor) -> torch.Tensor:
@@ -116,7 +128,7 @@ def reinforce_pp_advantages(*, response_mask_BR, scores_B=None, group_size=1, to
     return masked_whiten(returns_BR, keep_BR), returns_BR
 
 
-@register_advantage("gae")
+@register_advantage("gae", needs_critic=True)
 def gae_advantages(*, response_mask_BR, token_rewards_BR=None, values_BR=None, gamma=1.0, lam=1.0, **_):
     """GAE (Schulman et al. 2016, eq. 16): A_t = sum_l (gamma*lam)^l delta_{t+l} with
     delta_t = r_t + gamma V_{t+1} - V_t. The value after the last valid token is 0 (the

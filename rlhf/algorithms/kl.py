@@ -57,3 +57,15 @@ class AdaptiveKLController:
     def update(self, current_kl: float, n_steps: int) -> None:
         error = max(-0.2, min(0.2, current_kl / self.target - 1))
         self.value *= 1 + error * n_steps / self.horizon
+
+
+def kl_shaped_rewards(scores_B: torch.Tensor, kl_BR: torch.Tensor, mask_BR: torch.Tensor, beta: float) -> torch.Tensor:
+    """PPO's per-token rewards (Ziegler et al. 2019; Ouyang et al. 2022): r_t = -beta * KL_t on
+    every response token, plus the sequence score on the last one."""
+    keep = mask_BR > 0
+    rewards = torch.where(keep, -beta * kl_BR, 0.0)
+    positions = torch.arange(mask_BR.shape[1]).expand_as(mask_BR)
+    last = torch.where(keep, positions, -1).max(1).values
+    has = last >= 0
+    rewards[has.nonzero(as_tuple=True)[0], last[has]] += scores_B[has]
+    return rewards

@@ -2,7 +2,7 @@
 
     python -m rlhf.recipes.dapo [--config FILE.yaml] [key=value ...]     (--help lists every key)
 
-What makes it DAPO (the paper's sections), all in `rlhf.recipes.rl` + `rlhf.algorithms`:
+What makes it DAPO (the paper's sections), all in `rlhf.loops.rl` + `rlhf.algorithms`:
 - Clip-higher (eq. 10): eps_low = 0.2, eps_high = 0.28.
 - Dynamic sampling (eq. 11): groups whose rewards are all equal are dropped and more are
   generated until the batch holds `rollout.prompts_per_step` groups.
@@ -17,32 +17,37 @@ With no arguments it runs the embedded default on CPU: a tiny Qwen2 learns 2-dig
 
 from __future__ import annotations
 
-from rlhf.config import RLConfig
+from rlhf.config import RLConfig, recipe_defaults
+
+
+DEFAULTS = [
+    "algorithm.adv_estimator=grpo",
+    "algorithm.eps_low=0.2",
+    "algorithm.eps_high=0.28",
+    "algorithm.loss_agg=token-mean",
+    "algorithm.kl_coef=0.0",
+    "algorithm.dynamic_sampling.enabled=true",
+    "algorithm.overlong.shaping=true",
+    "algorithm.overlong.cache_len=8",
+    # sizes for the built-in task on a laptop CPU (a tiny model; override for real runs)
+    "trainer.lr=5e-5",
+    "rollout.n=8",
+    "rollout.prompts_per_step=16",
+    "rollout.gen_prompts=24",  # dynamic sampling draws more prompts than it keeps
+    "rollout.max_new_tokens=40",  # worked answers are <= 28 tokens
+    "run.steps=30",
+]
 
 
 def dapo_defaults() -> RLConfig:
-    cfg = RLConfig()
-    a = cfg.algorithm
-    a.adv_estimator, a.eps_low, a.eps_high, a.loss_agg, a.kl_coef = "grpo", 0.2, 0.28, "token-mean", 0.0
-    a.dynamic_sampling.enabled = True
-    a.overlong.shaping = True
-    embedded_defaults(cfg)
-    return cfg
-
-
-def embedded_defaults(cfg: RLConfig) -> None:
-    """Sizes for the built-in task on a laptop CPU (a tiny model; override for real runs)."""
-    cfg.trainer.lr = 5e-5
-    cfg.rollout.n, cfg.rollout.prompts_per_step, cfg.rollout.gen_prompts = 8, 16, 24
-    cfg.rollout.max_new_tokens = 40  # worked answers are <= 28 tokens
-    cfg.algorithm.overlong.cache_len = 8
-    cfg.run.steps = 30
+    return recipe_defaults(RLConfig, DEFAULTS)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rlhf.recipes.driver import cli
+    from rlhf.loops.rl_run import run_rl
+    from rlhf.startup.cli import run_recipe
 
-    return cli("dapo", dapo_defaults(), argv)
+    return run_recipe("dapo", dapo_defaults(), lambda cfg: run_rl(cfg, "dapo"), argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m rlhf.recipes.grpo [--config FILE.yaml] [key=value ...]     (--help lists every key)
 
-The same loop as DAPO (`rlhf.recipes.rl`) with GRPO's choices (eq. 3):
+The same loop as DAPO (`rlhf.loops.rl`) with GRPO's choices (eq. 3):
 - symmetric clip eps = 0.2;
 - advantages (r - mean_group) / (std_group + eps) (outcome supervision, section 4.1.2);
 - per-sequence token mean, then mean over sequences (`seq-mean-token-mean`);
@@ -12,24 +12,35 @@ No dynamic sampling, no overlong shaping.
 
 from __future__ import annotations
 
-from rlhf.config import RLConfig
-from rlhf.recipes.dapo import embedded_defaults
+from rlhf.config import RLConfig, recipe_defaults
+
+
+DEFAULTS = [
+    "algorithm.adv_estimator=grpo",
+    "algorithm.eps_low=0.2",
+    "algorithm.eps_high=0.2",
+    "algorithm.loss_agg=seq-mean-token-mean",
+    "algorithm.kl_coef=0.04",
+    "algorithm.kl_estimator=k3",
+    # sizes for the built-in task on a laptop CPU (a tiny model; override for real runs)
+    "trainer.lr=5e-5",
+    "rollout.n=8",
+    "rollout.prompts_per_step=16",
+    "rollout.gen_prompts=16",
+    "rollout.max_new_tokens=40",
+    "run.steps=30",
+]
 
 
 def grpo_defaults() -> RLConfig:
-    cfg = RLConfig()
-    a = cfg.algorithm
-    a.adv_estimator, a.eps_low, a.eps_high, a.loss_agg = "grpo", 0.2, 0.2, "seq-mean-token-mean"
-    a.kl_coef, a.kl_estimator = 0.04, "k3"
-    embedded_defaults(cfg)
-    cfg.rollout.gen_prompts = cfg.rollout.prompts_per_step
-    return cfg
+    return recipe_defaults(RLConfig, DEFAULTS)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rlhf.recipes.driver import cli
+    from rlhf.loops.rl_run import run_rl
+    from rlhf.startup.cli import run_recipe
 
-    return cli("grpo", grpo_defaults(), argv)
+    return run_recipe("grpo", grpo_defaults(), lambda cfg: run_rl(cfg, "grpo"), argv)
 
 
 if __name__ == "__main__":

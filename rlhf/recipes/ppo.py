@@ -2,38 +2,57 @@
 
     python -m rlhf.recipes.ppo [--config FILE.yaml] [key=value ...]      (--help lists every key)
 
-The step is `rlhf.recipes.ppo_loop.PPOLoop` on the shared RL loop: the reward is the rule
-reward (`reward.fns`), a trained reward model (`reward.model=<dir from rlhf.recipes.rm>`), or
-both; the critic starts from `critic.init` (a reward model) or the policy; `trainer.epochs`
-passes over `trainer.mini_batches` mini-batches per step. Checkpoints, resume, restarts and
-logging are the RL driver's (docs/operations.md). The critic is not checkpointed yet: a
-resumed PPO run restarts it from `critic.init`.
+The step is `rlhf.loops.ppo.PPOLoop` on the shared RL loop:
+- per-token reward -beta * KL(pi_old || pi_ref) (k1), plus the sequence score at the last
+  token (Stiennon et al. 2020); beta fixed or adaptive (Ziegler et al. 2019);
+- advantages by GAE over the critic's values (Schulman et al. 2016), whitened over the batch;
+- the clipped surrogate (Schulman et al. 2017) and the clipped value loss, over
+  `trainer.epochs` passes of `trainer.mini_batches` mini-batches per step.
+The reward is the rule reward (`reward.fns`), a trained reward model (`reward.model=<dir from
+rlhf.recipes.rm>`), or both; the critic starts from `critic.init` (a reward model) or the policy.
+Departures: one sample per prompt by default (`rollout.n=1`); the critic is not checkpointed
+yet, so a resumed run restarts it from `critic.init`.
 """
 
 from __future__ import annotations
 
-from rlhf.config import RLConfig
+from rlhf.config import PPOConfig, recipe_defaults
 
 
-def ppo_defaults() -> RLConfig:
-    """Embedded default: the warm-started tiny policy on the addition task, one sample per prompt."""
-    cfg = RLConfig()
-    a = cfg.algorithm
-    a.adv_estimator, a.kl_penalty, a.kl_coef, a.kl_estimator = "gae", "reward", 0.02, "k1"
-    a.loss_agg, a.eps_low, a.eps_high, a.gamma, a.lam = "token-mean", 0.2, 0.2, 1.0, 0.95
-    cfg.rollout.n, cfg.rollout.prompts_per_step, cfg.rollout.gen_prompts, cfg.rollout.max_new_tokens = 1, 64, 64, 40
-    t = cfg.trainer
-    t.lr, t.mini_batches, t.epochs, t.micro_batch_size = 2e-5, 2, 2, 32
-    cfg.critic.lr = 1e-3  # the value head starts from scratch
-    cfg.run.steps = 30
-    return cfg
+DEFAULTS = [
+    "algorithm.adv_estimator=gae",
+    "algorithm.kl_penalty=reward",
+    "algorithm.kl_coef=0.02",
+    "algorithm.kl_estimator=k1",
+    "algorithm.loss_agg=token-mean",
+    "algorithm.eps_low=0.2",
+    "algorithm.eps_high=0.2",
+    "algorithm.gamma=1.0",
+    "algorithm.lam=0.95",
+    "rollout.n=1",
+    "rollout.prompts_per_step=64",
+    "rollout.gen_prompts=64",
+    "rollout.max_new_tokens=40",
+    "trainer.lr=2e-5",
+    "trainer.mini_batches=2",
+    "trainer.epochs=2",
+    "trainer.micro_batch_size=32",
+    "critic.lr=1e-3",  # the value head starts from scratch
+    "run.steps=30",
+]
+
+
+def ppo_defaults() -> PPOConfig:
+    """Embedded default: the warm-started tiny policy on the addition task."""
+    return recipe_defaults(PPOConfig, DEFAULTS)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rlhf.recipes.driver import cli, run_rl
-    from rlhf.recipes.ppo_loop import PPOLoop
+    from rlhf.loops.ppo import PPOLoop
+    from rlhf.loops.rl_run import run_rl
+    from rlhf.startup.cli import run_recipe
 
-    return cli("ppo", ppo_defaults(), argv, run=lambda cfg: run_rl(cfg, "ppo", loop_cls=PPOLoop))
+    return run_recipe("ppo", ppo_defaults(), lambda cfg: run_rl(cfg, "ppo", loop_cls=PPOLoop), argv)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Process-side pieces of the weight transports: a process group of its own for weight
-broadcasts, and CUDA IPC sharing. Used by the trainer, the HF engine and vLLM's workers.
+broadcasts, and CUDA IPC sharing. Used by both ends of the broadcast and IPC transports.
 
 The broadcast group is built straight from a TCP store and a backend (NCCL on GPU, gloo on
 CPU), next to, not through, `torch.distributed`'s default group: the trainer's DeepSpeed

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
-from rlhf.sync.buckets import TensorMeta
+from rlhf.sync.buckets import TensorMeta, plan_buckets
 
 PEFT_PREFIX = "base_model.model."
 _LORA = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>[AB])\.(?P<adapter>[^.]+)\.weight$")
@@ -87,3 +87,13 @@ class WeightExport:
                 src = [self.params[s].detach() for s in self.sources[m.name]]
                 out[m.name] = merged_lora_weight(*src, self.scaling[m.name]) if len(src) == 3 else src[0]
             yield out
+
+    def cpu_copy(self, bucket_bytes: int, keep: bool) -> Optional[dict[str, torch.Tensor]]:
+        """Every weight as a CPU tensor where `keep` (None elsewhere), gathered one bucket of
+        `bucket_bytes` at a time. Every data-parallel rank must call."""
+        out = {}
+        for bucket in plan_buckets(self.metas(), bucket_bytes):
+            with self.gathered(bucket) as tensors:
+                if keep:
+                    out |= {n: t.cpu().clone() for n, t in tensors.items()}
+        return out if keep else None

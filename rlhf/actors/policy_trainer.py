@@ -1,0 +1,106 @@
+"""Policy trainer role: RL (`rl_objective`), supervised (warm start, SFT) and DPO steps on a
+DeepSpeed rank, and the trainer's end of every weight transport (`WeightSender`)."""
+
+from __future__ import annotations
+
+import torch
+
+from rlhf.actors.deepspeed_rank import DeepSpeedRank
+from rlhf.algorithms import PolicyLossSettings, dpo_loss, rl_objective, token_logprobs
+from rlhf.data.sequences import model_inputs
+from rlhf.metrics import combine_shards, mean_dicts
+from rlhf.models import apply_lora, load_causal_lm, response_logprobs, sequence_logps, uses_flash_attention
+from rlhf.sync.endpoints import WeightSender
+
+
+class PolicyTrainer(WeightSender, DeepSpeedRank):
+    """One data-parallel rank of the policy: a causal LM, LoRA-wrapped when `lora` is given."""
+
+    def _load_model(self):
+        model = load_causal_lm(self.model_path, self.dtype, self.device)
+        return apply_lora(model, **self.lora) if self.lora else model
+
+    # ---- RL ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def logprobs(self, batch: dict, temperature: float = 1.0) -> torch.Tensor:
+        """Log-probs of this rank's shard under the current policy (pi_old before an update)."""
+        self.engine.eval()
+        R = batch["response_mask_BR"].shape[1]
+        out = [response_logprobs(self.engine, mb["input_ids_BT"].to(self.device),
+                                 mb["attention_mask_BT"].to(self.device), R, temperature).cpu()
+               for mb in self._micro(batch)]
+        return torch.cat(out)
+
+    def train_rl(self, minibatches: list[dict], counts: list[dict], loss: PolicyLossSettings) -> dict:
+        """One optimizer step per mini-batch. `counts[i]` holds mini-batch i's global
+        `num_tokens` / `num_seqs`, making the per-shard losses add up to the full loss."""
+        self.engine.train()
+        steps = []
+        for shard, count in zip(minibatches, counts):
+            micro_metrics = []
+            for mb in self._micro(shard):
+                value, metrics = self._rl_micro_batch(mb, count, loss)
+                grad_norm = self._backward_and_step(value)
+                micro_metrics.append(metrics)
+            steps.append(combine_shards(micro_metrics) | {"actor/grad_norm": grad_norm,
+                                                          "actor/lr": self.engine.get_lr()[0]})
+        self.version += len(minibatches)
+        return mean_dicts(steps)
+
+    def _rl_micro_batch(self, mb: dict, count: dict, loss: PolicyLossSettings) -> tuple[torch.Tensor, dict]:
+        mask = mb["response_mask_BR"].to(self.device)
+        lp = response_logprobs(self.engine, mb["input_ids_BT"].to(self.device),
+                               mb["attention_mask_BT"].to(self.device), mask.shape[1], loss.temperature)
+        old = mb["old_logprobs_BR"].to(self.device) if "old_logprobs_BR" in mb else lp.detach()
+        rollout = mb["rollout_logprobs_BR"].to(self.device) if loss.rollout_is is not None else None
+        ref = mb["ref_logprobs_BR"].to(self.device) if loss.kl_coef > 0 else None
+        return rl_objective(lp, old, mb["advantages_BR"].to(self.device), mask, loss, num_tokens=count["num_tokens"],
+                            num_seqs=count["num_seqs"], ref_logprobs_BR=ref, rollout_logprobs_BR=rollout)
+
+    # ---- supervised (warm start, SFT) and DPO -------------------------------------------
+
+    def train_sft(self, batch: dict, num_tokens: int) -> dict:
+        """One optimizer step of token-mean cross-entropy on `loss_mask_BT` tokens (padded or
+        packed rows, see `rlhf.data.sequences`); `num_tokens` is the global count of loss
+        tokens in the step's batch."""
+        self.engine.train()
+        total = 0.0
+        for mb in self._micro(batch):
+            nll, _ = self._nll(mb)
+            loss = nll / num_tokens
+            grad_norm = self._backward_and_step(loss)
+            total += loss.item()
+        self.version += 1
+        return {"sft/loss": total, "sft/grad_norm": grad_norm}
+
+    @torch.no_grad()
+    def sft_eval(self, batch: dict) -> tuple[float, int]:
+        """(summed negative log-likelihood, loss tokens) of a held-out batch."""
+        self.engine.eval()
+        parts = [self._nll(mb) for mb in self._micro(batch)]
+        return sum(float(n) for n, _ in parts), sum(c for _, c in parts)
+
+    def _nll(self, mb: dict) -> tuple[torch.Tensor, int]:
+        inputs = model_inputs(mb, self.device, flash=uses_flash_attention(self.engine.module))
+        logits = self.engine(**inputs, use_cache=False).logits
+        lp = token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:])
+        mask = mb["loss_mask_BT"][:, 1:].to(self.device)
+        return -(lp * mask).sum(), int(mask.sum())
+
+    def train_dpo(self, micro_batches: list[dict], ref_logps: list[torch.Tensor], num_pairs: int,
+                  dpo: dict) -> dict:
+        """One optimizer step of `dpo_loss` (settings `dpo`: beta, loss_type, label_smoothing).
+        Micro-batch i holds k chosen rows then their k rejected rows, `ref_logps[i]` the
+        reference's summed log-probs of the same 2k examples; `num_pairs` is global."""
+        def pair_loss(i, chosen, rejected):
+            ref, k = ref_logps[i].to(self.device), len(chosen)
+            return dpo_loss(chosen, rejected, ref[:k], ref[k:], **dpo)
+
+        return self._pair_step(micro_batches, num_pairs, "dpo",
+                               lambda mb: sequence_logps(self.engine, mb, self.device), pair_loss)
+
+    @torch.no_grad()
+    def sequence_logps(self, batch: dict) -> torch.Tensor:
+        self.engine.eval()
+        return sequence_logps(self.engine, batch, self.device).cpu()

@@ -1,0 +1,21 @@
+"""Typed config trees: a shared base (`base`: model, data, trainer, run, ray) and one tree per
+kind of recipe (`rl`: GRPO/DAPO and PPO; `supervised`: SFT, RM, DPO). Dataclasses are the
+schema; YAML files and dotlist overrides are merged with OmegaConf (`loading`).
+
+Every field carries a `help` string; a recipe's `--help` prints only the keys its tree has.
+Validation is loud and happens once, at load time, before any actor starts.
+"""
+
+from rlhf.config.base import (BaseConfig, ConfigError, DataConfig, ModelConfig, RayConfig, RunConfig, TinyModelConfig,
+                              TrainerConfig, WarmStartConfig)
+from rlhf.config.loading import (RECIPE_TREES, format_help, load_config, parse_cli, recipe_defaults, schema_keys,
+                                 to_dict)
+from rlhf.config.rl import GeneratorConfig, PPOConfig, RewardConfig, RLConfig, NeededRoles
+from rlhf.config.supervised import DPOConfig, RMConfig, SFTConfig, SupervisedConfig
+
+__all__ = [
+    "BaseConfig", "ConfigError", "DPOConfig", "DataConfig", "GeneratorConfig", "ModelConfig", "PPOConfig",
+    "RECIPE_TREES", "RLConfig", "RMConfig", "RayConfig", "RewardConfig", "NeededRoles", "RunConfig", "SFTConfig",
+    "SupervisedConfig", "TinyModelConfig", "TrainerConfig", "WarmStartConfig", "format_help", "load_config",
+    "parse_cli", "recipe_defaults", "schema_keys", "to_dict",
+]

@@ -1,0 +1,107 @@
+"""The config trees of the supervised recipes: `SFTConfig`, and for preference pairs
+`RMConfig` (reward modelling) and `DPOConfig`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rlhf.config.base import (BaseConfig, ConfigError, DataConfig, TrainerConfig, WarmStartConfig, _f, check_choice,
+                              check_positive)
+
+
+@dataclass
+class SupervisedTrainerConfig(TrainerConfig):
+    lr: float = _f(1e-4, "peak learning rate (linear warmup, then linear decay to 0)")
+    warmup_steps: int = _f(20, "learning-rate warmup steps")
+    batch_size: int = _f(32, "examples (SFT) or pairs (RM, DPO) per optimizer step, over all ranks")
+    micro_batch_size: int = _f(16, "examples or pairs per forward/backward on one worker (padded batches)")
+    packing: bool = _f(True, "pack several examples per row (attention stays within each example)")
+    max_len: int = _f(512, "longest example / packed row, in tokens")
+
+
+@dataclass
+class SFTDataConfig(DataConfig):
+    response_key: str = _f("response", "column holding the target response (GSM8K: answer, MATH: solution)")
+    messages_key: str = _f("messages", "column holding a chat as [{role, content}] (last assistant turn = target)")
+
+
+@dataclass
+class PreferenceDataConfig(DataConfig):
+    chosen_key: str = _f("chosen", "column of the preferred response (text, messages or HH transcript)")
+    rejected_key: str = _f("rejected", "column of the dispreferred response")
+
+
+@dataclass
+class TaskEvalConfig:
+    """Held-out task accuracy by greedy generation, where the held-out rows have prompts and answers."""
+
+    fns: list = _f(["math_verify"], "reward functions whose weighted score is the held-out accuracy")
+    max_new_tokens: int = _f(40, "longest generated answer")
+    generator_gpus: float = _f(0.0, "Ray GPUs of the generator that answers the held-out prompts")
+
+
+@dataclass
+class DPOLossConfig:
+    beta: float = _f(0.1, "DPO beta: strength of the implicit KL to the reference")
+    loss_type: str = _f("sigmoid", "sigmoid (DPO) or ipo")
+    label_smoothing: float = _f(0.0, "conservative DPO: assumed probability that a preference label is flipped")
+
+
+_SUPERVISED_MOVED = {
+    "train.steps": "run.steps", "train.lr": "trainer.lr", "train.warmup_steps": "trainer.warmup_steps",
+    "train.batch_size": "trainer.batch_size", "train.micro_batch_size": "trainer.micro_batch_size",
+    "train.packing": "trainer.packing", "train.max_len": "trainer.max_len", "train.eval_every": "run.eval_every",
+    "train.num_eval": "data.num_eval", "reward.eval_fns": "eval.fns", "rollout.max_new_tokens": "eval.max_new_tokens",
+    "generator.gpus_per_worker": "eval.generator_gpus",
+}
+
+
+@dataclass
+class SupervisedConfig(BaseConfig):
+    trainer: SupervisedTrainerConfig = _f(SupervisedTrainerConfig, "trainer actors (DeepSpeed)")
+
+    MOVED = BaseConfig.MOVED | _SUPERVISED_MOVED
+
+    def validate(self):
+        super().validate()
+        from rlhf.batch import BatchLayoutError, micro_batching
+
+        t = self.trainer
+        check_positive(trainer__batch_size=t.batch_size, trainer__max_len=t.max_len)
+        try:
+            micro_batching(t.batch_size, t.num_workers, t.micro_batch_size, one_forward=self.packed(), strict=True)
+        except BatchLayoutError as e:
+            raise ConfigError(f"trainer.batch_size: {e}") from None
+        return self
+
+    def packed(self) -> bool:
+        """A rank's share of a step is one packed forward (SFT with trainer.packing)."""
+        return False
+
+
+@dataclass
+class SFTConfig(SupervisedConfig):
+    data: SFTDataConfig = _f(SFTDataConfig, "examples: prompts and responses, or chats")
+    eval: TaskEvalConfig = _f(TaskEvalConfig, "held-out task accuracy")
+
+    def packed(self) -> bool:
+        return self.trainer.packing
+
+
+@dataclass
+class RMConfig(SupervisedConfig):
+    data: PreferenceDataConfig = _f(PreferenceDataConfig, "preference pairs")
+    warmstart: WarmStartConfig = _f(WarmStartConfig, "supervised warm start of the body on the task's answers")
+
+
+@dataclass
+class DPOConfig(RMConfig):
+    dpo: DPOLossConfig = _f(DPOLossConfig, "DPO loss")
+    eval: TaskEvalConfig = _f(TaskEvalConfig, "held-out task accuracy")
+
+    def validate(self):
+        super().validate()
+        from rlhf.algorithms import DPO_LOSS_TYPES
+
+        check_choice("dpo.loss_type", self.dpo.loss_type, DPO_LOSS_TYPES)
+        return self

@@ -1,0 +1,78 @@
+"""Supervised examples of a split (SFT examples, preference pairs) and each step's batches:
+which examples a step draws, and how they are laid out per data-parallel rank."""
+
+from __future__ import annotations
+
+import random
+
+from rlhf.batch import split_rows
+from rlhf.data.files import DataError, read_rows
+from rlhf.data.formats import preference_example, sft_example
+from rlhf.data.sequences import Example, encode, pack_batch, pad_batch, sequence_batch
+from rlhf.data.synthetic import task_rows
+
+
+def _rows(data, split: str, preferences: bool) -> tuple[list[dict], str]:
+    path = data.train if split == "train" else data.eval
+    if path:
+        return read_rows(path, split), path
+    return task_rows(data.task, split, data.seed, preferences), f"built-in task '{data.task}' ({split})"
+
+
+def sft_examples(data, split: str, tokenizer) -> tuple[list[Example], list[dict], str]:
+    """(examples, rows, source) of a split; `data` is the config's data section."""
+    rows, source = _rows(data, split, preferences=False)
+    examples = [encode(*sft_example(r, data, source, i), tokenizer) for i, r in enumerate(rows)]
+    _check_nonempty(examples, source)
+    return examples, rows, source
+
+
+def preference_pairs(data, split: str, tokenizer) -> tuple[list, list[dict], str]:
+    """([(chosen example, rejected example)], rows, source) of a split."""
+    rows, source = _rows(data, split, preferences=True)
+    pairs = []
+    for i, r in enumerate(rows):
+        prompt, chosen, rejected = preference_example(r, data, source, i)
+        pairs.append((encode(prompt, chosen, tokenizer), encode(prompt, rejected, tokenizer)))
+    _check_nonempty(pairs, source)
+    return pairs, rows, source
+
+
+def _check_nonempty(items: list, source: str) -> None:
+    if not items:
+        raise DataError(f"{source}: no examples")
+
+
+class Sampler:
+    """Seeded draws of `per_step` items per step, without replacement within a step."""
+
+    def __init__(self, n: int, per_step: int, seed: int):
+        if per_step > n:
+            raise DataError(f"batch of {per_step} but only {n} training examples: lower the batch size")
+        self.n, self.per_step, self.rng = n, per_step, random.Random(seed)
+
+    def next(self) -> list[int]:
+        return self.rng.sample(range(self.n), self.per_step)
+
+
+def sft_shards(examples: list[Example], world: int, pad_id: int, packing: bool, max_len: int) -> tuple[list[dict], int]:
+    """Each rank's batch of a step (contiguous slices, padded or packed) and the global count
+    of loss tokens (the token-mean normaliser)."""
+    if packing:
+        k = len(examples) // world
+        shards = [pack_batch(examples[r * k:(r + 1) * k], max_len, pad_id) for r in range(world)]
+    else:
+        shards = split_rows(pad_batch(examples, pad_id), world)
+    return shards, int(sum(s["loss_mask_BT"][:, 1:].sum() for s in shards))
+
+
+def pair_micro_batches(pairs: list, world: int, micro: int, pad_id: int, packing: bool = False,
+                       max_len: int = 0) -> list[list[dict]]:
+    """Per rank, micro-batches of `micro` pairs, each k chosen rows then the k rejected rows."""
+    k = len(pairs) // world
+    out = []
+    for r in range(world):
+        mine = pairs[r * k:(r + 1) * k]
+        out.append([sequence_batch([c for c, _ in mine[i:i + micro]] + [rj for _, rj in mine[i:i + micro]],
+                                   pad_id, packing, max_len) for i in range(0, len(mine), micro)])
+    return out

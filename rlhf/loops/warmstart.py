@@ -1,0 +1,61 @@
+"""Supervised warm start before RL (and of the reward model's or DPO policy's body): a short
+SFT on the task's worked responses, run on the DeepSpeed trainer actors and cached by content
+hash (a second run loads it)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import asdict
+
+from tqdm import tqdm
+
+from rlhf.batch import micro_batching
+from rlhf.data.examples import Sampler, sft_shards
+from rlhf.data.files import require_columns
+from rlhf.data.formats import as_messages
+from rlhf.data.prompts import load_rows
+from rlhf.data.sequences import encode
+from rlhf.models import cache_root, content_key
+from rlhf.startup.roles import create_trainers, optim_settings
+
+log = logging.getLogger(__name__)
+RESPONSE_KEY = "response"
+
+
+def warm_start(cfg, base_path: str, tokenizer, whole_gpu: bool = False) -> str:
+    """Path of the warm-started model (trained now, or found in the cache); `cfg.warmstart.steps
+    == 0`: the base model itself."""
+    ws = cfg.warmstart
+    if ws.steps == 0:
+        return base_path
+    rows, source = load_rows(cfg.data, "train")
+    require_columns(rows, [cfg.data.prompt_key, RESPONSE_KEY], source)
+    examples = [encode(as_messages(r[cfg.data.prompt_key]), r[RESPONSE_KEY], tokenizer) for r in rows]
+    t = cfg.trainer
+    # everything the result depends on: base model, examples, warm-start and sharding settings, seed
+    key = content_key(base_path, examples, asdict(ws) | {"cache_dir": None}, t.num_workers, t.zero_stage,
+                      t.micro_batch_size, t.grad_clip, cfg.run.seed)
+    out = cache_root(cfg.model.cache_dir) / "warmstart" / key
+    if (out / "config.json").is_file():
+        log.info("warm start: cached at %s", out)
+        return str(out)
+    layout = micro_batching(ws.batch_size, t.num_workers, t.micro_batch_size)
+    trainers = create_trainers(cfg, base_path, optim_settings(cfg, layout, ws.lr, ws.warmup_steps, ws.steps),
+                               whole_gpu=whole_gpu)
+    sampler = Sampler(len(examples), layout.per_rank * t.num_workers, cfg.run.seed)
+    bar = tqdm(range(ws.steps), desc="warm start (SFT)", disable=not cfg.run.progress)
+    for _ in bar:
+        shards, n_tok = sft_shards([examples[i] for i in sampler.next()], t.num_workers, tokenizer.pad_token_id,
+                                   packing=False, max_len=0)
+        metrics = trainers.scatter(lambda a, shard: a.train_sft.remote(shard, n_tok), shards)
+        bar.set_postfix(loss=f"{sum(m['sft/loss'] for m in metrics):.3f}")
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    trainers.each(lambda a: a.save_pretrained.remote(str(tmp)))
+    trainers.kill()
+    try:
+        tmp.rename(out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(out)
