@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "rewards.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "rewards.md"
 
 
 def _blocks(lang: str) -> list[str]:
