@@ -48,7 +48,6 @@ def examples(n: int, lo: int, hi: int, seed: int = 0) -> list[tuple[list[int], i
 
 
 def main(a) -> dict:
-    from rlhf.actors.runtime import free_port
     from rlhf.actors.deepspeed_rank import OptimSettings
     from rlhf.actors.policy_trainer import PolicyTrainer
     from rlhf.data.sequences import sequence_batch
@@ -62,7 +61,7 @@ def main(a) -> dict:
                                                 grad_accum=max(1, rows // micro),
                                                 gradient_checkpointing=a.gradient_checkpointing),
                             rank=0, world_size=1, dtype="bfloat16")
-    trainer.init_distributed("127.0.0.1", free_port())
+    trainer.init_distributed(*trainer.rendezvous())
     model = trainer.engine.module
     tokens = sum(len(ids) for ids, _ in exs)
     loss_tokens = int(batch["loss_mask_BT"].sum())

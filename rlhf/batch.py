@@ -82,6 +82,21 @@ def trim_padding(batch: Batch) -> Batch:
     return {k: (v[:, start:] if k.endswith("_BT") else v) for k, v in batch.items()}
 
 
+def update_shards(batch: Batch, world: int, mini_batches: int, epochs: int) -> tuple[list[list[Batch]], list[dict]]:
+    """Each rank's shard of every mini-batch of every epoch (padding trimmed), and each
+    mini-batch's global token/sequence counts: the loss normalisers that make the shards'
+    losses add up to the mini-batch's."""
+    per_rank: list[list[Batch]] = [[] for _ in range(world)]
+    counts = []
+    for _ in range(epochs):
+        for mb in split_rows(batch, mini_batches):
+            mask = mb["response_mask_BR"]
+            counts.append({"num_tokens": float(mask.sum()), "num_seqs": float((mask.sum(1) > 0).sum())})
+            for rank, shard in enumerate(split_rows(mb, world)):
+                per_rank[rank].append(trim_padding(shard))
+    return per_rank, counts
+
+
 class BatchLayoutError(ValueError):
     """A batch that does not split evenly into ranks, mini-batches and micro-batches."""
 

@@ -17,12 +17,12 @@ def combine_shards(shards: list[dict]) -> dict:
 
 
 def combine_reward_metrics(parts: list[dict], sizes: list[int]) -> dict:
-    """Counts (`/failures`) add up over reward actors; means are weighted by items scored."""
+    """Counts (`/failures`, `/timeouts`) add up over reward actors; means are weighted by items scored."""
     out: dict[str, float] = {}
     total = sum(sizes)
     for metrics, size in zip(parts, sizes):
         for k, v in metrics.items():
-            out[k] = out.get(k, 0.0) + (v if k.endswith("/failures") else v * size / max(total, 1))
+            out[k] = out.get(k, 0.0) + (v if k.endswith(("/failures", "/timeouts")) else v * size / max(total, 1))
     return out
 
 

@@ -35,10 +35,27 @@ def check_model_path(path: str) -> None:
     if p.exists():
         if not (p / "config.json").is_file():
             raise ModelPathError(f"model.path={path}: directory has no config.json (not a Hugging Face model)")
+        _check_model_files(p, path)
         return
     looks_local = path.startswith((".", "/", "~")) or path.count("/") != 1
     if looks_local:
         raise ModelPathError(f"model.path={path}: no such directory")
+
+
+def _check_model_files(p: Path, path: str) -> None:
+    """config.json parses and every safetensors file is whole (its header covers the file)."""
+    from safetensors import safe_open
+
+    try:
+        json.loads((p / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelPathError(f"model.path={path}: config.json is not valid JSON ({e})") from None
+    for f in sorted(p.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt"):
+                pass
+        except Exception as e:  # noqa: BLE001  (SafetensorError and OSError alike)
+            raise ModelPathError(f"model.path={path}: {f.name} is damaged or truncated ({e})") from None
 
 
 def build_tiny_model(tiny, tokenizer, seed: int):

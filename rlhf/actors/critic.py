@@ -41,4 +41,4 @@ class Critic(DeepSpeedRank):
                 grad_norm = self._backward_and_step(loss)
                 micro.append({f"critic/{k}": v for k, v in m.items()} | {"critic/vf_loss": loss.item()})
             steps.append(combine_shards(micro) | {"critic/grad_norm": grad_norm})
-        return mean_dicts(steps)
+        return mean_dicts(steps) | {"critic/skipped_steps": self._take_skips()}

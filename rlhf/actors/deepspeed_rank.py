@@ -9,6 +9,8 @@ over ranks, hence the `* world_size` in `_backward_and_step`).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from rlhf.actors.runtime import free_port, node_ip, setup_process
+from rlhf.actors.runtime import open_rendezvous, rendezvous_store, setup_process
 from rlhf.metrics import combine_shards
 from rlhf.models import load_tokenizer, resolve_dtype
 from rlhf.sync.export import WeightExport
@@ -47,18 +49,24 @@ class DeepSpeedRank:
         self.dtype = resolve_dtype(dtype)
         self.engine = None
         self.version = 0  # optimizer steps taken: the policy version
+        self._skips = 0  # optimizer steps skipped (non-finite gradients) since the last report
 
     def rendezvous(self) -> tuple[str, int]:
-        """Rank 0's address for the process group (any node: Ray's registered address)."""
-        return node_ip(), free_port()
+        """Called on rank 0: the address and port a group it hosts meets at (this node's address
+        as Ray registered it, so any node can reach it; nothing listens on other interfaces)."""
+        return open_rendezvous()
 
     def init_distributed(self, master_addr: str, master_port: int) -> None:
         """Called on every rank at once: joins the group and builds the DeepSpeed engine."""
         import deepspeed
+        import torch.distributed as dist
 
         os.environ.update(RANK=str(self.rank), WORLD_SIZE=str(self.world_size), LOCAL_RANK="0",
                           MASTER_ADDR=master_addr, MASTER_PORT=str(master_port))
-        deepspeed.init_distributed(dist_backend="nccl" if self.device == "cuda" else "gloo")
+        backend = "nccl" if self.device == "cuda" else "gloo"
+        store = rendezvous_store(master_addr, master_port, self.world_size, self.rank)
+        dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.world_size)
+        deepspeed.init_distributed(dist_backend=backend)  # adopts the group
         model = self._load_model()
         if self.optim.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -99,20 +107,37 @@ class DeepSpeedRank:
             grad_norm = self._backward_and_step(loss * (k / num_pairs))
             metrics.append({f"{prefix}/{key}": v for key, v in m.items()} | {f"{prefix}/loss": loss.item()})
         self.version += 1
-        return combine_shards(metrics) | {f"{prefix}/grad_norm": grad_norm}
+        return combine_shards(metrics) | {f"{prefix}/grad_norm": grad_norm,
+                                          f"{prefix}/skipped_steps": self._take_skips()}
 
     def _step(self) -> float:
-        """engine.step(); returns the global gradient norm (before clipping) at an optimizer step."""
+        """engine.step(); returns the global gradient norm (before clipping) at an optimizer step.
+
+        A step whose gradients are not finite (a NaN or infinite loss on any rank: the gradients
+        are all-reduced, so every rank sees it) is skipped on every rank: no update, no optimizer
+        or scheduler state change. ZeRO 1-3 skip it inside DeepSpeed (an invalid gradient norm is
+        an overflow); without ZeRO it is skipped here (`_skipped_update`)."""
         boundary = self.engine.is_gradient_accumulation_boundary()
         norm = float("nan")
+        skipped_before = self.engine.skipped_steps
+        skip = contextlib.nullcontext()
         if boundary and self.optim.zero_stage == 0:  # DeepSpeed reports no norm without ZeRO
-            grads = [p.grad.detach().float().norm() for p in self.engine.module.parameters() if p.grad is not None]
-            norm = float(torch.stack(grads).norm()) if grads else 0.0
-        self.engine.step()
+            params = [p for p in self.engine.module.parameters() if p.grad is not None]
+            norm = float(torch.stack([p.grad.detach().float().norm() for p in params]).norm()) if params else 0.0
+            if not math.isfinite(norm):
+                skip = _skipped_update(self.engine.optimizer, params)
+        with skip:
+            self.engine.step()
         if boundary and self.optim.zero_stage > 0:
             reported = self.engine.get_global_grad_norm()
             norm = float(reported) if reported is not None else norm
+        self._skips += self.engine.skipped_steps - skipped_before
         return norm
+
+    def _take_skips(self) -> float:
+        """Optimizer steps skipped (non-finite gradients) since the last call."""
+        skipped, self._skips = self._skips, 0
+        return float(skipped)
 
     # ---- weights and checkpoints -------------------------------------------------------
 
@@ -143,14 +168,32 @@ class DeepSpeedRank:
         torch.save(rng_state(), os.path.join(path, f"rng_rank{self.rank}.pt"))
 
     def load_checkpoint(self, path: str) -> int:
-        """Restores what `save_checkpoint` wrote; returns the policy version."""
+        """Restores what `save_checkpoint` wrote, unpickling nothing; returns the policy version."""
+        from rlhf.checkpoint import refuse_pickles, safe_load
+
+        refuse_pickles(self.engine.checkpoint_engine)
         loaded, client = self.engine.load_checkpoint(path, tag="engine", load_optimizer_states=True,
                                                      load_lr_scheduler_states=True)
         if loaded is None:
             raise FileNotFoundError(f"no DeepSpeed engine state under {path}")
-        set_rng_state(torch.load(os.path.join(path, f"rng_rank{self.rank}.pt"), weights_only=False))
+        set_rng_state(safe_load(os.path.join(path, f"rng_rank{self.rank}.pt")))
         self.version = client["version"]
         return self.version
+
+
+@contextlib.contextmanager
+def _skipped_update(optimizer, params: list):
+    """An engine step without ZeRO that changes nothing: the gradients are zeroed (DeepSpeed
+    still clips them), the optimizer's step does nothing (AdamW would still move the weights
+    by its momentum), and `overflow` tells DeepSpeed to skip the scheduler and count the step."""
+    for p in params:
+        p.grad.zero_()
+    optimizer.step, optimizer.overflow = (lambda *args, **kwargs: None), True
+    try:
+        yield
+    finally:
+        del optimizer.step  # the class's step again
+        optimizer.overflow = False
 
 
 def deepspeed_config(o: OptimSettings, world_size: int, bf16: bool) -> dict:
@@ -179,8 +222,11 @@ def deepspeed_config(o: OptimSettings, world_size: int, bf16: bool) -> dict:
 
 
 def rng_state() -> dict:
-    """Every random stream of this process (python, numpy, torch, CUDA)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every random stream of this process (python, numpy, torch, CUDA) as tensors and plain
+    data, so that it loads with `weights_only=True`."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -188,7 +234,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -46,7 +46,7 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
             steps.append(combine_shards(micro_metrics) | {"actor/grad_norm": grad_norm,
                                                           "actor/lr": self.engine.get_lr()[0]})
         self.version += len(minibatches)
-        return mean_dicts(steps)
+        return mean_dicts(steps) | {"actor/skipped_steps": self._take_skips()}
 
     def _rl_micro_batch(self, mb: dict, count: dict, loss: PolicyLossSettings) -> tuple[torch.Tensor, dict]:
         mask = mb["response_mask_BR"].to(self.device)
@@ -72,7 +72,7 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
             grad_norm = self._backward_and_step(loss)
             total += loss.item()
         self.version += 1
-        return {"sft/loss": total, "sft/grad_norm": grad_norm}
+        return {"sft/loss": total, "sft/grad_norm": grad_norm, "sft/skipped_steps": self._take_skips()}
 
     @torch.no_grad()
     def sft_eval(self, batch: dict) -> tuple[float, int]:

@@ -26,12 +26,45 @@ def node_ip() -> str:
     return ray.util.get_node_ip_address()
 
 
-def free_port() -> int:
+# Listening sockets of rendezvous stores this process will host, by port (see `open_rendezvous`).
+_LISTENERS: dict = {}
+
+
+def open_rendezvous() -> tuple[str, int]:
+    """A listening socket on this node's registered address (127.0.0.1 when Ray is on
+    loopback; never all interfaces), kept until the store that uses it starts: returns
+    (address, port) for every member of the group to meet at."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
+    addr = node_ip()
+    family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((addr, 0))
+    sock.listen(1024)
+    port = sock.getsockname()[1]
+    _LISTENERS[port] = sock
+    return addr, port
+
+
+def rendezvous_store(addr: str, port: int, world_size: int, rank: int, timeout_s: float = 600.0):
+    """The TCP store of a process group; rank 0 hosts it on the socket `open_rendezvous` bound
+    in this process (torch's own server would listen on every interface)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    timeout = timedelta(seconds=timeout_s)
+    if rank != 0:
+        return dist.TCPStore(addr, port, world_size, is_master=False, timeout=timeout)
+    sock = _LISTENERS.pop(port, None)
+    if sock is None:
+        raise RuntimeError(f"rank 0 hosts the rendezvous store at {addr}:{port}, but this process did not open it "
+                           "(call open_rendezvous in the same process first)")
+    try:
+        return dist.TCPStore(addr, port, world_size, is_master=True, timeout=timeout, master_listen_fd=sock.fileno())
+    finally:
+        sock.detach()  # the store owns the socket now
 
 
 def quiet_libraries() -> None:

@@ -79,6 +79,8 @@ class TrainerConfig:
     weight_decay: float = _f(0.0, "AdamW weight decay")
     grad_clip: float = _f(1.0, "gradient-norm clip")
     micro_batch_size: int = _f(32, "sequences per forward/backward on one worker")
+    max_skipped_steps: int = _f(3, "optimizer steps skipped in a row (non-finite loss or gradient: no update is "
+                                   "applied) before the run stops")
     cpus_per_worker: float = _f(1.0, "Ray CPUs reserved per trainer actor")
     gpus_per_worker: float = _f(0.0, "Ray GPUs reserved per trainer actor")
 
@@ -130,7 +132,11 @@ class BaseConfig:
         if m.lora_rank < 0:
             raise ConfigError(f"model.lora_rank={m.lora_rank} must be >= 0 (0: no LoRA)")
         check_positive(trainer__num_workers=t.num_workers, trainer__micro_batch_size=t.micro_batch_size,
+                       trainer__max_skipped_steps=t.max_skipped_steps,
                        trainer__lr=t.lr, run__steps=r.steps, data__num_eval=self.data.num_eval)
+        from rlhf.data.synthetic import TASKS
+
+        check_choice("data.task", self.data.task, tuple(TASKS))
         if r.eval_every < 0:
             raise ConfigError(f"run.eval_every={r.eval_every} must be >= 0 (0: only before and after)")
         return self

@@ -12,6 +12,12 @@ from rlhf.config.base import (BaseConfig, ConfigError, DataConfig, RunConfig, Tr
 
 
 @dataclass
+class PromptDataConfig(DataConfig):
+    skip_incomplete_rows: bool = _f(False, "drop (and count) rows that lack a column a reward needs; false: such "
+                                           "a row is an error naming the file, row and column")
+
+
+@dataclass
 class RLTrainerConfig(TrainerConfig):
     mini_batches: int = _f(1, "optimizer steps per training batch (PPO mini-batches)")
     epochs: int = _f(1, "passes over each training batch")
@@ -154,7 +160,7 @@ class NeededRoles:
 class RLConfig(BaseConfig):
     """GRPO / DAPO: group advantages, no critic."""
 
-    data: DataConfig = _f(DataConfig, "prompts and answers")
+    data: PromptDataConfig = _f(PromptDataConfig, "prompts and answers")
     trainer: RLTrainerConfig = _f(RLTrainerConfig, "policy trainer (DeepSpeed)")
     run: RLRunConfig = _f(RLRunConfig, "loop, evaluation, checkpoints, logging and output")
     warmstart: WarmStartConfig = _f(WarmStartConfig, "supervised warm start before RL")

@@ -14,6 +14,8 @@ def read_rows(path: str, split: str = "train") -> list[dict]:
     """Rows of a .jsonl, .json (list of objects) or .parquet file, or of split `split` of a
     Hugging Face hub dataset named `owner/name` (needs a network)."""
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise DataError(f"{path} is a directory: give a .jsonl, .json or .parquet file")
     if not p.is_file():
         if "/" in path and not p.suffix and not p.exists():
             return _hub_rows(path, split)
@@ -23,15 +25,15 @@ def read_rows(path: str, split: str = "train") -> list[dict]:
         rows = _read_jsonl(p)
     elif suffix == ".json":
         try:
-            rows = json.loads(p.read_text())
+            rows = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: byte {e.start} is not UTF-8 ({e.reason})") from None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise DataError(f"{path}: expected a JSON list of objects")
     elif suffix == ".parquet":
-        import datasets
-
-        rows = datasets.Dataset.from_parquet(str(p)).to_list()
+        rows = _read_parquet(p)
     else:
         raise DataError(f"{path}: unsupported data format '{suffix}' (use .jsonl, .json or .parquet)")
     if not rows:
@@ -52,13 +54,27 @@ def _hub_rows(name: str, split: str) -> list[dict]:
     return rows
 
 
+def _read_parquet(p: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(p).to_pylist()
+    except Exception as e:  # noqa: BLE001  (pyarrow raises several kinds for a file that is not parquet)
+        raise DataError(f"{p}: not a readable parquet file ({type(e).__name__}: {str(e).splitlines()[0][:200]})") \
+            from None
+
+
 def _read_jsonl(p: Path) -> list[dict]:
     import gzip
 
     opener = gzip.open if p.suffix == ".gz" else open
     rows = []
-    with opener(p, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with opener(p, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{p}:{lineno}: byte {e.start + 1} of the line is not UTF-8 ({e.reason})") from None
             if not line.strip():
                 continue
             try:

@@ -45,7 +45,8 @@ def build_prompt_set(rows: list[dict], tokenizer, cfg, source: str) -> PromptSet
                             f"{cfg.max_prompt_len}")
         texts.append(text)
         ids.append(toks)
-    columns = {k: [row.get(k) for row in rows] for k in rows[0] if k != cfg.prompt_key}
+    names = dict.fromkeys(k for row in rows for k in row if k != cfg.prompt_key)  # every row's, in order
+    columns = {k: [row.get(k) for row in rows] for k in names}
     if cfg.answer_key != "answer" and cfg.answer_key in columns:
         columns["answer"] = columns[cfg.answer_key]  # rewards read the gold as `answer`
     return PromptSet(ids, texts, columns)

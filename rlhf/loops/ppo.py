@@ -13,7 +13,7 @@ import torch
 from rlhf.algorithms import AdaptiveKLController, FixedKLController, get_advantage_estimator, kl_estimate
 from rlhf.algorithms.kl import kl_shaped_rewards
 from rlhf.algorithms.masked import masked_mean, masked_whiten
-from rlhf.batch import split_rows, trim_padding
+from rlhf.batch import split_rows, trim_padding, update_shards
 from rlhf.loops.rl import RLLoop
 from rlhf.metrics import combine_shards
 
@@ -57,7 +57,8 @@ class PPOLoop(RLLoop):
 
     def update(self, batch: dict) -> dict:
         metrics = super().update(batch)
-        per_rank, counts = self.shards(batch, len(self.roles.critic))
+        t = self.cfg.trainer
+        per_rank, counts = update_shards(batch, len(self.roles.critic), t.mini_batches, t.epochs)
         c = self.cfg.critic
         with self.timer.timed("critic"):
             critic = self.roles.critic.scatter(

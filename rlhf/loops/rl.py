@@ -29,14 +29,15 @@ from typing import Optional
 import torch
 
 from rlhf.actors.generator import SamplingSettings
-from rlhf.algorithms import get_advantage_estimator, groups_with_signal, overlong_penalty
+from rlhf.algorithms import get_advantage_estimator
 from rlhf.algorithms.objective import PolicyLossSettings
-from rlhf.batch import Completion, collate, num_rows, split_rows, trim_padding
+from rlhf.batch import split_rows, trim_padding, update_shards
 from rlhf.data.prompts import PromptSampler, PromptSet
+from rlhf.loops.collect import collect_batch
 from rlhf.loops.evaluation import EvalSettings, held_out_metrics
 from rlhf.loops.recovery import ActorRecovery
 from rlhf.loops.rollout import GenerationRequest, Rollouts
-from rlhf.metrics import PhaseTimer, combine_shards, mean_dicts
+from rlhf.metrics import PhaseTimer, combine_shards
 
 log = logging.getLogger(__name__)
 
@@ -97,59 +98,13 @@ class RLLoop:
             self.rollouts.ahead.append(self.rollouts.issue(self._request(self.sampler.next(self._gen_prompts()))))
 
     def collect(self) -> tuple[dict, torch.Tensor, dict]:
-        """A full training batch of `prompts_per_step` groups; with dynamic sampling (DAPO eq. 11)
-        groups whose rewards are all equal are dropped and more are generated, up to
-        `max_gen_batches` generation batches; if still short, dropped groups fill the
-        batch with their loss masked out (logged as `dynamic_sampling/padded_groups`)."""
-        r, a = self.cfg.rollout, self.cfg.algorithm
-        ds = a.dynamic_sampling
-        want, n = r.prompts_per_step, r.n
-        kept, dropped, metrics_list = [], [], []
-        gen_batches = stale = 0
-        while len(kept) < want and (gen_batches < ds.max_gen_batches or not ds.enabled):
+        """A full training batch of `prompts_per_step` groups (`rlhf.loops.collect`)."""
+        def next_request() -> GenerationRequest:
             ahead = self.rollouts.ahead
-            req = ahead.popleft() if ahead else self._request(self.sampler.next(self._gen_prompts()))
-            completions = self.rollouts.wait(req)
-            scores, metrics = self.rollouts.score(req.prompts, completions, n)
-            scores, shaping = self._shape(scores, completions)
-            metrics |= shaping
-            keep_G = groups_with_signal(scores, n) if ds.enabled else torch.ones(len(req.prompts), dtype=torch.bool)
-            for g in range(len(req.prompts)):
-                group = (req.prompts.prompt_ids[g], completions[g * n:(g + 1) * n], scores[g * n:(g + 1) * n])
-                if min(c.version for c in group[1]) < self.version - self.staleness:
-                    stale += 1  # never trained on, not even as masked padding
-                    continue
-                (kept if keep_G[g] else dropped).append(group)
-            metrics["dynamic_sampling/kept_frac"] = float(keep_G.float().mean())
-            metrics_list.append(metrics)
-            gen_batches += 1
-            if not ds.enabled:
-                break
-        padded = max(0, want - len(kept))
-        groups = kept[:want] + dropped[:padded]
-        comps = [c for _, cs, _ in groups for c in cs]
-        batch = collate([p for p, cs, _ in groups for _ in cs], comps, self.tokenizer.pad_token_id)
-        scores = torch.cat([s for _, _, s in groups])
-        if padded:
-            batch["response_mask_BR"][len(kept) * n:] = 0
-        if a.overlong.filter:  # DAPO overlong filtering: truncated samples carry no loss
-            batch["response_mask_BR"][~torch.tensor([c.finished for c in comps])] = 0
-        metrics = mean_dicts(metrics_list)
-        metrics |= {"dynamic_sampling/gen_batches": gen_batches, "dynamic_sampling/padded_groups": padded,
-                    "dynamic_sampling/filtered_frac": len(dropped) / max(1, len(kept) + len(dropped))}
-        ages = torch.tensor([self.version - c.version for c in comps], dtype=torch.float32)
-        metrics |= {"offpolicy/staleness_mean": float(ages.mean()), "offpolicy/staleness_max": float(ages.max()),
-                    "offpolicy/stale_groups_dropped": stale}
-        return batch, scores, metrics | _response_metrics(batch, scores, comps)
+            return ahead.popleft() if ahead else self._request(self.sampler.next(self._gen_prompts()))
 
-    def _shape(self, scores: torch.Tensor, completions: list[Completion]):
-        o = self.cfg.algorithm.overlong
-        if not o.shaping:
-            return scores, {}
-        lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
-        penalty = overlong_penalty(lengths, max_len=self.cfg.rollout.max_new_tokens, cache_len=o.cache_len,
-                                   penalty_factor=o.penalty_factor)
-        return scores + penalty, {"reward/overlong_penalty": float(penalty.mean())}
+        return collect_batch(self.cfg, self.rollouts, next_request, self.tokenizer.pad_token_id, self.version,
+                             self.staleness)
 
     def old_logprobs(self, batch: dict) -> torch.Tensor:
         """pi_old of every row, scored by the trainer ranks on their shards."""
@@ -174,20 +129,6 @@ class RLLoop:
                                               group_size=self.cfg.rollout.n, eps=a.norm_eps)
         return batch
 
-    def shards(self, batch: dict, world: int) -> tuple[list[list[dict]], list[dict]]:
-        """Each rank's shard of every mini-batch of every epoch, and each mini-batch's global
-        token/sequence counts (the loss normalisers)."""
-        t = self.cfg.trainer
-        per_rank: list[list] = [[] for _ in range(world)]
-        counts = []
-        for _ in range(t.epochs):
-            for mb in split_rows(batch, t.mini_batches):
-                mask = mb["response_mask_BR"]
-                counts.append({"num_tokens": float(mask.sum()), "num_seqs": float((mask.sum(1) > 0).sum())})
-                for rank, shard in enumerate(split_rows(mb, world)):
-                    per_rank[rank].append(trim_padding(shard))
-        return per_rank, counts
-
     def loss_settings(self) -> PolicyLossSettings:
         a = self.cfg.algorithm
         return PolicyLossSettings(
@@ -196,7 +137,8 @@ class RLLoop:
             temperature=self.cfg.rollout.temperature, rollout_is=self._rollout_is(), kl_coef=a.kl_coef)
 
     def update(self, batch: dict) -> dict:
-        per_rank, counts = self.shards(batch, len(self.roles.trainers))
+        t = self.cfg.trainer
+        per_rank, counts = update_shards(batch, len(self.roles.trainers), t.mini_batches, t.epochs)
         loss = self.loss_settings()
         results = self.roles.trainers.scatter(lambda tr, shards: tr.train_rl.remote(shards, counts, loss), per_rank)
         self.version += 1
@@ -252,10 +194,3 @@ class RLLoop:
             r.max_new_tokens, r.temperature, r.top_p, run.eval_samples, tuple(run.eval_pass_k), run.seed))
         return out | {"eval/seconds": time.perf_counter() - t0, "step": self.step_idx}
 
-
-def _response_metrics(batch: dict, scores: torch.Tensor, completions: list[Completion]) -> dict:
-    lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
-    return {"reward/mean": float(scores.mean()), "reward/std": float(scores.std()),
-            "response/length_mean": float(lengths.mean()), "response/length_max": float(lengths.max()),
-            "response/truncated_frac": float(sum(not c.finished for c in completions) / len(completions)),
-            "batch/sequences": num_rows(batch), "batch/loss_tokens": float(batch["response_mask_BR"].sum())}

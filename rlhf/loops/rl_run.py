@@ -10,11 +10,12 @@ import time
 from tqdm import tqdm
 
 from rlhf import checkpoint
+from rlhf.loops.guards import SkippedSteps
 from rlhf.loops.rl import RLLoop
 from rlhf.loops.warmstart import warm_start
 from rlhf.startup.inputs import rl_inputs
 from rlhf.startup.roles import create_roles, rl_cpus
-from rlhf.startup.session import run_dir_of, run_session, start_logging
+from rlhf.startup.session import RunDirError, run_session, start_logging
 from rlhf.sync import make_transport
 from rlhf.tracking import Tracker, run_summary
 
@@ -25,11 +26,11 @@ def run_rl(cfg, recipe: str, loop_cls: type = RLLoop) -> dict:
     start_logging()
     t0 = time.perf_counter()
     inputs = rl_inputs(cfg)
-    run_dir = run_dir_of(cfg, recipe)
-    resume_from = checkpoint.find_resume(cfg.run.resume, run_dir)
-    checkpoint.remove_partial(run_dir)
-    state = checkpoint.load_state(resume_from) if resume_from else {}
-    with run_session(cfg, run_dir, rl_cpus(cfg), state) as tracker:
+    with run_session(cfg, recipe, rl_cpus(cfg), resume=lambda run_dir: _resume_point(cfg, run_dir),
+                     load_state=checkpoint.load_state) as session:
+        run_dir, tracker, resume_from = session.run_dir, session.tracker, session.resume_from
+        if inputs.skipped_rows:
+            tracker.log({"event": "skipped_rows"} | inputs.skipped_rows)
         model_path = warm_start(cfg, inputs.base_path, inputs.tokenizer, whole_gpu=cfg.placement.mode != "none")
         roles = create_roles(cfg, model_path)
         try:
@@ -39,7 +40,7 @@ def run_rl(cfg, recipe: str, loop_cls: type = RLLoop) -> dict:
             loop = loop_cls(cfg, roles, inputs.tokenizer, inputs.train, inputs.evalset, transport)
             if resume_from:
                 roles.trainers.each(lambda a: a.load_checkpoint.remote(str(resume_from / "trainer")))
-                loop.load_state_dict(state["loop"])
+                loop.load_state_dict(session.state["loop"])
                 loop.sync()  # generators start from the checkpoint's weights
                 tracker.log({"event": "resumed", "checkpoint": str(resume_from), "step": loop.step_idx})
                 log.info("resumed from %s at step %d", resume_from, loop.step_idx)
@@ -63,15 +64,27 @@ def run_rl(cfg, recipe: str, loop_cls: type = RLLoop) -> dict:
     return summary
 
 
+def _resume_point(cfg, run_dir):
+    """The checkpoint to continue from (None: a fresh run); partial checkpoints are removed."""
+    resume_from = checkpoint.find_resume(cfg.run.resume, run_dir)
+    checkpoint.remove_partial(run_dir)
+    if resume_from is not None and checkpoint.load_state(resume_from)["loop"]["step"] >= cfg.run.steps:
+        raise RunDirError(f"run directory {run_dir} holds a run that finished {cfg.run.steps} steps (checkpoint "
+                          f"{resume_from.name}): raise run.steps to train further, or choose a new run.name")
+    return resume_from
+
+
 def _train(cfg, loop, tracker: Tracker, run_dir, recipe: str) -> None:
     run = cfg.run
     bar = tqdm(total=run.steps, initial=loop.step_idx, desc=recipe, disable=not run.progress)
     last_eval = next(r for r in reversed(tracker.history) if "eval/accuracy" in r)
+    skips = SkippedSteps(cfg.trainer.max_skipped_steps, run_dir)
     while loop.step_idx < run.steps:
         metrics = loop.step()
         step, last = loop.step_idx, loop.step_idx == run.steps
         _log_events(loop, tracker)
         tracker.log(metrics)
+        skips.check(step, metrics["actor/skipped_steps"], cfg.trainer.mini_batches * cfg.trainer.epochs, tracker.log)
         if run.eval_every and step % run.eval_every == 0 or last:
             last_eval = loop.evaluate()
             _log_events(loop, tracker)

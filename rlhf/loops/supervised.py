@@ -12,9 +12,10 @@ from tqdm import tqdm
 
 from rlhf.batch import MicroBatching, micro_batching
 from rlhf.data.examples import Sampler
+from rlhf.loops.guards import SkippedSteps
 from rlhf.startup.model import base_model
 from rlhf.startup.roles import optim_settings
-from rlhf.startup.session import run_dir_of, run_session, start_logging
+from rlhf.startup.session import run_session, start_logging
 
 
 class SupervisedTask(Protocol):
@@ -32,7 +33,8 @@ class SupervisedTask(Protocol):
         """Starts the trainers (and any other actor the task needs)."""
 
     def train_step(self, items: list) -> dict:
-        """One optimizer step on `items`; the step's `train/...` metrics."""
+        """One optimizer step on `items`; the step's `train/...` metrics (`train/skipped_steps`
+        among them: 1 when the update was skipped for a non-finite loss or gradient)."""
 
     def evaluate(self) -> dict:
         """Held-out `eval/...` metrics of the current weights."""
@@ -49,8 +51,8 @@ def run_supervised(cfg, task: SupervisedTask) -> dict:
     train = task.load(cfg, tokenizer)
     t, run = cfg.trainer, cfg.run
     layout = micro_batching(t.batch_size, t.num_workers, t.micro_batch_size, one_forward=cfg.packed())
-    run_dir = run_dir_of(cfg, task.name)
-    with run_session(cfg, run_dir, task.cpus(cfg)) as tracker:
+    with run_session(cfg, task.name, task.cpus(cfg)) as session:
+        run_dir, tracker = session.run_dir, session.tracker
         try:
             task.start(cfg, path, tokenizer, optim_settings(cfg, layout, t.lr, t.warmup_steps, run.steps), layout)
 
@@ -61,8 +63,11 @@ def run_supervised(cfg, task: SupervisedTask) -> dict:
 
             before = after = evaluate(0)
             sampler = Sampler(len(train), layout.per_rank * t.num_workers, run.seed)
+            skips = SkippedSteps(t.max_skipped_steps, run_dir)
             for step in tqdm(range(1, run.steps + 1), desc=task.name, disable=not run.progress):
-                tracker.log(task.train_step([train[i] for i in sampler.next()]) | {"step": step})
+                metrics = task.train_step([train[i] for i in sampler.next()]) | {"step": step}
+                tracker.log(metrics)
+                skips.check(step, metrics["train/skipped_steps"], 1, tracker.log)
                 if run.eval_every and step % run.eval_every == 0 or step == run.steps:
                     after = evaluate(step)
             task.save(str(run_dir / task.output))

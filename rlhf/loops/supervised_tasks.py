@@ -45,7 +45,8 @@ class SFTTask:
         t = self.cfg.trainer
         shards, n_tok = sft_shards(items, t.num_workers, self.pad_id, t.packing, t.max_len)
         metrics = self.trainers.scatter(lambda a, s: a.train_sft.remote(s, n_tok), shards)
-        return {"train/loss": sum(m["sft/loss"] for m in metrics), "train/grad_norm": metrics[0]["sft/grad_norm"]}
+        return {"train/loss": sum(m["sft/loss"] for m in metrics), "train/grad_norm": metrics[0]["sft/grad_norm"],
+                "train/skipped_steps": metrics[0]["sft/skipped_steps"]}
 
     def evaluate(self) -> dict:
         record = {"eval/loss": self._held_out_loss()}
@@ -103,7 +104,8 @@ class RewardModelTask:
     def train_step(self, items: list) -> dict:
         n = len(items)
         metrics = self.trainers.scatter(lambda a, mbs: a.train_pairs.remote(mbs, n), self._micro_batches(items))
-        return {"train/loss": _mean(metrics, "rm/loss"), "train/accuracy": _mean(metrics, "rm/accuracy")}
+        return {"train/loss": _mean(metrics, "rm/loss"), "train/accuracy": _mean(metrics, "rm/accuracy"),
+                "train/skipped_steps": metrics[0]["rm/skipped_steps"]}
 
     def evaluate(self) -> dict:
         chosen, rejected = pair_values(self.trainers, "rewards", self.held, self.layout.micro, self.pad_id)

@@ -30,7 +30,8 @@ def load_reward(spec: str) -> RewardFn:
     existing = registered(name)
     if existing is not None and existing.fn is fn:
         return existing
-    return make_reward_fn(fn, name, getattr(fn, "__reward_batched__", False), spec)
+    return make_reward_fn(fn, name, getattr(fn, "__reward_batched__", False), spec,
+                          getattr(fn, "__reward_needs_any__", ()))
 
 
 def absolute_spec(spec: str) -> str:
@@ -61,7 +62,41 @@ def _load_file(path: str, spec: str):
     sys.modules[name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as e:
+    except BaseException as e:  # noqa: BLE001  (SystemExit and KeyboardInterrupt at import too)
         del sys.modules[name]
         raise RewardSpecError(f"reward {spec!r}: importing {p} failed: {type(e).__name__}: {e}") from None
     return module
+
+
+def _probe(spec: str, results) -> None:
+    try:
+        load_reward(spec)
+        results.put(None)
+    except RewardSpecError as e:
+        results.put(str(e))
+
+
+def probe_reward(spec: str, timeout_s: float = 120.0) -> None:
+    """Loads a user reward (`module:fn`, `file.py:fn`) in a child process first, so that code that
+    ends its process at import (`os._exit`, a crash) is reported by name instead of ending the
+    run's driver without a word."""
+    import multiprocessing
+    import queue
+
+    if ":" not in str(spec):
+        return  # a registered name: already imported
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    child = ctx.Process(target=_probe, args=(absolute_spec(spec), results), daemon=True)
+    child.start()
+    child.join(timeout_s)
+    if child.is_alive():
+        child.kill()
+        raise RewardSpecError(f"reward {spec!r}: importing it did not finish within {timeout_s:.0f} s")
+    try:
+        message = results.get(timeout=1.0)
+    except queue.Empty:
+        raise RewardSpecError(f"reward {spec!r}: importing it ended the process (exit code {child.exitcode}) "
+                              "before it could report; a reward module must not exit at import") from None
+    if message is not None:
+        raise RewardSpecError(message)

@@ -23,6 +23,14 @@ class RewardFn:
     accepts_any_kwargs: bool = True
     keyword_params: tuple = ()  # named keyword parameters (when **kwargs is absent)
     required_columns: tuple = field(default=())  # keyword parameters without a default
+    needs_any: tuple = ()  # columns of which each row must have at least one (e.g. answer or solution)
+
+    def missing_columns(self, row: dict) -> list[str]:
+        """What this function needs that the row (dataset columns, None where absent) lacks."""
+        missing = [c for c in self.required_columns if row.get(c) is None]
+        if self.needs_any and all(row.get(c) is None for c in self.needs_any):
+            missing.append(" or ".join(self.needs_any))
+        return missing
 
     def call_kwargs(self, columns: dict) -> dict:
         """The dataset columns (and reserved keywords) this function accepts."""
@@ -35,7 +43,8 @@ class RewardFn:
         return asyncio.run(out) if self.is_async else out
 
 
-def make_reward_fn(fn: Callable, name: str, batched: bool = False, spec: Optional[str] = None) -> RewardFn:
+def make_reward_fn(fn: Callable, name: str, batched: bool = False, spec: Optional[str] = None,
+                   needs_any: tuple = ()) -> RewardFn:
     """Check the signature: two positional parameters (prompt(s), completion(s)), then keywords."""
     where = spec or name
     if not callable(fn):
@@ -55,14 +64,16 @@ def make_reward_fn(fn: Callable, name: str, batched: bool = False, spec: Optiona
     required = tuple(extra_required + [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty])
     return RewardFn(name=name, fn=fn, batched=batched, is_async=inspect.iscoroutinefunction(fn),
                     accepts_any_kwargs=any(p.kind == p.VAR_KEYWORD for p in params), keyword_params=keyword,
-                    required_columns=required)
+                    required_columns=required, needs_any=tuple(needs_any))
 
 
-def reward(name: Optional[str] = None, *, batched: bool = False):
+def reward(name: Optional[str] = None, *, batched: bool = False, needs_any: tuple = ()):
     """Register a reward function under `name` (default: the function's name).
 
     A reward takes (prompt, completion, **columns) and returns a float, or a dict with
-    `score` and extra numbers to log; `batched=True` takes and returns lists."""
+    `score` and extra numbers to log; `batched=True` takes and returns lists. Columns without
+    a default are required in every row; `needs_any` names optional columns of which every
+    row must hold at least one (checked when the data is loaded)."""
 
     def wrap(fn):
         key = name or fn.__name__
@@ -70,8 +81,8 @@ def reward(name: Optional[str] = None, *, batched: bool = False):
         if existing is not None and existing.fn is not fn and _qualname(existing.fn) != _qualname(fn):
             raise RewardSpecError(f"reward name {key!r} is already registered by {_qualname(existing.fn)}; "
                                   f"cannot register {_qualname(fn)} under it")
-        _REGISTRY[key] = make_reward_fn(fn, key, batched)
-        fn.__reward_name__, fn.__reward_batched__ = key, batched
+        _REGISTRY[key] = make_reward_fn(fn, key, batched, needs_any=needs_any)
+        fn.__reward_name__, fn.__reward_batched__, fn.__reward_needs_any__ = key, batched, tuple(needs_any)
         return fn
 
     return wrap
@@ -82,6 +93,8 @@ def _qualname(fn) -> str:
 
 
 def registered_rewards() -> list[str]:
+    import rlhf.reward.builtins  # noqa: F401  (the built-ins are always listed)
+
     return sorted(_REGISTRY)
 
 

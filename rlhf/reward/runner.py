@@ -53,39 +53,57 @@ def _with_alarm(seconds: float, fn, *args, **kwargs):
         signal.signal(signal.SIGALRM, previous)
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # scores become float32 tensors: beyond this they are inf
+
+
+def _finite(value, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}")
+    x = float(value)
+    if not (math.isfinite(x) and abs(x) <= FLOAT32_MAX):
+        raise ValueError(f"{what} is {value} (not a finite float32 number)")
+    return x
+
+
 def _normalise(value) -> tuple[float, dict]:
+    """(score, extra metrics) of one reward call; a score or metric that is not a finite number
+    is a failed call (it would poison the advantages and then the weights)."""
     if isinstance(value, dict):
         if "score" not in value:
             raise TypeError(f"a reward dict needs a 'score' key, got keys {sorted(value)}")
-        extras = {k: float(v) for k, v in value.items() if k != "score"}
-        return float(value["score"]), extras
-    if isinstance(value, (int, float)) and not isinstance(value, complex):
-        if not math.isfinite(float(value)):
-            raise ValueError(f"reward returned {value}")
-        return float(value), {}
+        extras = {k: _finite(v, f"metric {k!r}") for k, v in value.items() if k != "score"}
+        return _finite(value["score"], "the score"), extras
+    if isinstance(value, (int, float)) and not isinstance(value, (bool, complex)):
+        return _finite(value, "the reward"), {}
     raise TypeError(f"a reward must return a number or a dict with 'score', got {type(value).__name__}")
 
 
-def score_chunk(fns: list[RewardFn], items: list[tuple], timeout_s: float) -> list[list]:
-    """For each function, per item: (score, extras) or ("error", message)."""
+def score_chunk(fns: list[RewardFn], items: list[tuple], timeout_s: float, in_worker: bool = False) -> list[list]:
+    """For each function, per item: (score, extras) or ("error", message). In a worker process
+    anything a reward raises is its failure, KeyboardInterrupt and SystemExit included; in the
+    caller's own process a KeyboardInterrupt is the user's and stops the run."""
     out = []
     for f in fns:
         if f.batched:
-            out.append(_score_batched(f, items, timeout_s))
+            out.append(_score_batched(f, items, timeout_s, in_worker))
             continue
         results = []
         for prompt, completion, cols in items:
             try:
                 results.append(_normalise(_with_alarm(timeout_s, f, prompt, completion, **cols)))
             except BaseException as e:  # noqa: BLE001  (user code: anything can come out)
-                if isinstance(e, KeyboardInterrupt):
-                    raise
+                _reraise_if_ours(e, in_worker)
                 results.append(("error", f"{type(e).__name__}: {e}"))
         out.append(results)
     return out
 
 
-def _score_batched(f: RewardFn, items: list[tuple], timeout_s: float) -> list:
+def _reraise_if_ours(e: BaseException, in_worker: bool) -> None:
+    if isinstance(e, KeyboardInterrupt) and not in_worker:
+        raise e
+
+
+def _score_batched(f: RewardFn, items: list[tuple], timeout_s: float, in_worker: bool) -> list:
     prompts = [p for p, _, _ in items]
     completions = [c for _, c, _ in items]
     columns = {k: [cols[k] for _, _, cols in items] for k in items[0][2]} if items else {}
@@ -93,13 +111,20 @@ def _score_batched(f: RewardFn, items: list[tuple], timeout_s: float) -> list:
         values = _with_alarm(timeout_s * max(1, len(items)), f, prompts, completions, **columns)
         if len(values) != len(items):
             raise ValueError(f"batched reward returned {len(values)} values for {len(items)} items")
-        return [_normalise(v) for v in values]
-    except Exception as e:  # noqa: BLE001
+    except BaseException as e:  # noqa: BLE001
+        _reraise_if_ours(e, in_worker)
         return [("error", f"{type(e).__name__}: {e}")] * len(items)
+    out = []
+    for v in values:  # one bad value fails its own item, not the batch
+        try:
+            out.append(_normalise(v))
+        except (TypeError, ValueError) as e:
+            out.append(("error", f"{type(e).__name__}: {e}"))
+    return out
 
 
 def _worker_score(items: list[tuple], timeout_s: float) -> list[list]:
-    return score_chunk(_WORKER_FNS, items, timeout_s)
+    return score_chunk(_WORKER_FNS, items, timeout_s, in_worker=True)
 
 
 class RewardRunner:
@@ -185,10 +210,11 @@ class RewardRunner:
         total = [0.0] * n
         metrics: dict[str, float] = {}
         for f, w, res in zip(self.fns, self.weights, results):
-            scores, failures, extras = [], 0, {}
+            scores, failures, timeouts, extras = [], 0, 0, {}
             for i, r in enumerate(res):
                 if r[0] == "error":
                     failures += 1
+                    timeouts += "timed out" in r[1]
                     self._log_failure(f.name, r[1], items[i])
                     scores.append(self.default)
                     continue
@@ -200,6 +226,8 @@ class RewardRunner:
             self.failures[f.name] += failures
             metrics[f"reward/{f.name}/mean"] = sum(scores) / max(1, n)
             metrics[f"reward/{f.name}/failures"] = float(failures)
+            # a wall-clock limit is the one place where the machine's load can change a score
+            metrics[f"reward/{f.name}/timeouts"] = float(timeouts)
             for k, vals in extras.items():
                 metrics[f"reward/{f.name}/{k}"] = sum(vals) / len(vals)
         return total, metrics

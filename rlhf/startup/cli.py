@@ -14,10 +14,16 @@ def run_recipe(recipe: str, defaults, run: Callable[[object], dict], argv: Optio
     from rlhf.data.files import DataError
     from rlhf.models import ModelPathError
     from rlhf.reward import RewardSpecError
+    from rlhf.startup.session import RunDirError
+
+    from rlhf.loops.guards import TrainingDiverged
 
     cfg = parse_cli(type(defaults), defaults, f"rlhf.recipes.{recipe}", argv)
     try:
         return run(cfg)
-    except (DataError, ModelPathError, RewardSpecError, CheckpointError) as e:
+    except (DataError, ModelPathError, RewardSpecError, CheckpointError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)
+    except TrainingDiverged as e:  # not bad input: the run started and had to stop
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1)

@@ -1,12 +1,16 @@
-"""The inputs of an RL run, checked before any actor starts: model, prompts, reward functions."""
+"""The inputs of an RL run, checked before any actor starts: model, prompts, reward functions
+(imported in a child process first), and every row against the columns the rewards read."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 
 from rlhf.data.files import DataError
 from rlhf.data.prompts import PromptSet, build_prompt_set, load_rows
 from rlhf.startup.model import base_model
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -15,23 +19,51 @@ class RLInputs:
     tokenizer: object
     train: PromptSet
     evalset: PromptSet
+    skipped_rows: dict = field(default_factory=dict)  # split -> rows dropped for a missing reward column
 
 
 def rl_inputs(cfg) -> RLInputs:
     from rlhf.reward import load_reward
-    from rlhf.reward.runner import RESERVED
+    from rlhf.reward.loading import probe_reward
 
     base, tokenizer = base_model(cfg)
-    sets = []
+    fns = {}
+    for spec in dict.fromkeys(list(cfg.reward.fns) + list(cfg.reward.eval_fns)):
+        probe_reward(spec)
+        fns[spec] = load_reward(spec)
+    out = RLInputs(base, tokenizer, None, None)
     for split in ("train", "eval"):
         rows, source = load_rows(cfg.data, split)
         if split == "eval":
             rows = rows[:cfg.data.num_eval]
-        sets.append(build_prompt_set(rows, tokenizer, cfg.data, source))
-    for spec in list(cfg.reward.fns) + list(cfg.reward.eval_fns):
-        fn = load_reward(spec)
-        missing = [c for c in fn.required_columns if c not in sets[0].columns and c not in RESERVED]
-        if missing:
-            raise DataError(f"reward {spec!r} needs dataset column(s) {missing}; the data has "
-                            f"{sorted(sets[0].columns)}")
-    return RLInputs(base, tokenizer, sets[0], sets[1])
+        prompts = build_prompt_set(rows, tokenizer, cfg.data, source)
+        keep = complete_rows(prompts, fns, source, cfg.data.skip_incomplete_rows)
+        if len(keep) < len(prompts):
+            out.skipped_rows[split] = len(prompts) - len(keep)
+            log.warning("%s: %d of %d rows lack a column a reward needs and are skipped (data.skip_incomplete_rows)",
+                        source, len(prompts) - len(keep), len(prompts))
+            if not keep:
+                raise DataError(f"{source}: every row lacks a column a reward needs")
+            prompts = prompts.select(keep)
+        setattr(out, "train" if split == "train" else "evalset", prompts)
+    return out
+
+
+def complete_rows(prompts: PromptSet, fns: dict, source: str, skip: bool) -> list[int]:
+    """Indices of the rows that hold every column each reward reads (`answer` is
+    `data.answer_key`'s column); an incomplete row is an error naming the file, row and column
+    unless `skip`."""
+    from rlhf.reward.runner import RESERVED
+
+    keep = []
+    for i in range(len(prompts)):
+        row = {k: v[i] for k, v in prompts.columns.items()} | {k: 0 for k in RESERVED}
+        missing = [(spec, c) for spec, fn in fns.items() for c in fn.missing_columns(row)]
+        if not missing:
+            keep.append(i)
+        elif not skip:
+            spec, column = missing[0]
+            raise DataError(f"{source}: row {i + 1} has no column {column!r}, which reward {spec!r} reads "
+                            f"(the data has {sorted(prompts.columns)}; name the gold column with data.answer_key, "
+                            "or skip such rows with data.skip_incomplete_rows=true)")
+    return keep

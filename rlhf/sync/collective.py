@@ -19,9 +19,10 @@ def weight_group(addr: str, port: int, rank: int, world_size: int, backend: str,
     """Rank `rank` of a `world_size` group rendezvousing at rank 0's `addr:port`."""
     import torch.distributed as dist
 
+    from rlhf.actors.runtime import rendezvous_store
+
     timeout = timedelta(seconds=timeout_s)
-    store = dist.TCPStore(addr, port, world_size, is_master=rank == 0, timeout=timeout)
-    store = dist.PrefixStore("rlhf-weights", store)
+    store = dist.PrefixStore("rlhf-weights", rendezvous_store(addr, port, world_size, rank, timeout_s))
     if backend == "nccl":
         return dist.ProcessGroupNCCL(store, rank, world_size)
     if backend == "gloo":

@@ -156,3 +156,15 @@ def test_masked_reductions():
     empty = torch.zeros(2, 3)
     assert masked_mean(x, empty).item() == 0.0 and masked_mean(x, empty, dim=1).tolist() == [0.0, 0.0]
     assert masked_var(x, empty).item() == 0.0
+
+
+def test_kl_shaped_rewards_put_the_score_on_the_last_response_token():
+    from rlhf.algorithms.kl import kl_shaped_rewards
+
+    kl = torch.tensor([[0.5, 1.0, 2.0], [1.0, 1.0, 1.0], [3.0, 3.0, 3.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    scores = torch.tensor([1.0, -2.0, 5.0])
+    r = kl_shaped_rewards(scores, kl, mask, beta=0.1)
+    # row 0: -0.1*0.5, -0.1*1.0 + 1.0 (its last token), masked 0
+    # row 1: -0.1, -0.1, -0.1 - 2.0 ; row 2: no response token, so no reward anywhere
+    assert torch.allclose(r, torch.tensor([[-0.05, 0.9, 0.0], [-0.1, -0.1, -2.1], [0.0, 0.0, 0.0]]))

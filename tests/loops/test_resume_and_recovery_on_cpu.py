@@ -36,7 +36,7 @@ def env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, env):
     out = tmp_path_factory.mktemp("runs")
-    _dapo(env, out, "full", ["run.checkpoint_every=1", "run.keep_checkpoints=2"]).check_returncode()
+    _dapo(env, out, "full", ["run.checkpoint_every=1", "run.keep_checkpoints=3"]).check_returncode()
     return out / "full"
 
 
@@ -71,9 +71,9 @@ def _assert_same_run(run_dir: Path, reference: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env, uninterrupted):
-    # the uninterrupted run kept only its newest two checkpoints, each loadable by transformers
+    # the uninterrupted run kept only its newest three checkpoints, each loadable by transformers
     kept = checkpoint.complete_checkpoints(uninterrupted)
-    assert [p.name for p in kept] == ["step_000005", "step_000006"]
+    assert [p.name for p in kept] == ["step_000004", "step_000005", "step_000006"]
     AutoModelForCausalLM.from_pretrained(kept[-1] / "policy")
 
     cmd = [sys.executable, "-m", "rlhf.recipes.dapo", *ARGS, f"run.output_dir={tmp_path}", "run.name=k",
@@ -99,6 +99,43 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env, uninterrupt
     assert not list((tmp_path / "k" / "checkpoints").glob("*.tmp-*"))
     assert [r["step"] for r in _records(tmp_path / "k") if "reward/mean" in r] == [1, 2, 3, 4, 5, 6]
     _assert_same_run(tmp_path / "k", uninterrupted)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_damaged_newest_checkpoint_falls_back_and_continues_exactly(tmp_path, env, uninterrupted):
+    """A copy of the finished run cut back to step 5, whose step-5 RNG file is replaced by a
+    crafted pickle: resume refuses it (checksum), takes step 4, and ends as the original."""
+    import pickle
+    import shutil
+
+    run = tmp_path / "c"
+    shutil.copytree(uninterrupted, run)
+    for debris in ("policy", "checkpoints/step_000006"):
+        shutil.rmtree(run / debris)
+    (run / "summary.json").unlink()
+    marker = tmp_path / "pwned"
+    rng = run / "checkpoints" / "step_000005" / "trainer" / "rng_rank0.pt"
+    rng.write_bytes(pickle.dumps(_Payload(str(marker))))
+    resumed = _dapo(env, tmp_path, "c", ["run.checkpoint_every=1", "run.keep_checkpoints=3"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "step_000005 is damaged" in resumed.stderr and not marker.exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_from"] == str(run / "checkpoints" / "step_000004")
+    _assert_same_run(run, uninterrupted)
+
+
+def test_a_finished_run_is_not_run_again(tmp_path, env, uninterrupted):
+    again = _dapo(env, uninterrupted.parent, uninterrupted.name, ["run.checkpoint_every=1"])
+    assert again.returncode == 2 and "finished 6 steps" in again.stderr and "raise run.steps" in again.stderr
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling runs os.mkdir(marker)
+        return os.mkdir, (self.marker,)
 
 
 class KillingLoop(RLLoop):

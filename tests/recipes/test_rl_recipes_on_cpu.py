@@ -124,3 +124,17 @@ def test_dynamic_sampling_keeps_generating_then_masks_padding(tmp_path, monkeypa
     assert step["dynamic_sampling/filtered_frac"] == 1.0
     assert step["dynamic_sampling/padded_groups"] == 4 and step["batch/loss_tokens"] == 0
     assert step["actor/pg_loss"] == 0.0
+
+
+@pytest.mark.slow
+def test_a_nan_reward_is_a_counted_failure_and_the_weights_stay_finite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("nan_reward.py").write_text("def nan_dict(prompt, completion, **kw):\n    return {'score': float('nan')}\n")
+    summary = grpo.main(SMALL + ["run.steps=1", "run.name=nan", "reward.fns=[./nan_reward.py:nan_dict]"])
+    records = [json.loads(l) for l in (tmp_path / "runs" / "nan" / "metrics.jsonl").read_text().splitlines()]
+    step = next(r for r in records if "reward/mean" in r)
+    assert step["reward/nan_dict/failures"] == 16 and step["reward/mean"] == 0.0
+    assert step["actor/skipped_steps"] == 0.0  # nothing non-finite reached the trainer
+    weights = _weights(tmp_path / "runs" / "nan" / "policy")
+    assert all(bool(torch.isfinite(w).all()) for w in weights.values())
+    assert summary["accuracy_after"] >= summary["accuracy_before"] - 0.1  # math_verify still scores held-out

@@ -114,3 +114,55 @@ def test_a_dying_worker_is_survived(tmp_path):
 def test_weights_length_must_match():
     with pytest.raises(ValueError, match="2 reward weights for 1"):
         RewardRunner(["math_verify"], [1.0, 2.0], num_workers=0)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_non_finite_scores_are_failed_calls(tmp_path, workers):
+    path = _write(tmp_path, """
+        def odd(prompt, completion, **kw):
+            return {"nan": {"score": float("nan")}, "huge": 1e300, "inf": float("-inf"), "bad_metric":
+                    {"score": 1.0, "m": float("nan")}, "ok": {"score": 0.5}}[completion]
+    """)
+    with RewardRunner([f"{path}:odd"], default=0.0, num_workers=workers) as runner:
+        scores, m = runner.score(["p"] * 5, ["nan", "huge", "inf", "bad_metric", "ok"])
+    # every non-finite (or beyond float32) value is a failure scoring the default; only "ok" counts
+    assert scores == [0.0, 0.0, 0.0, 0.0, 0.5] and m["reward/odd/failures"] == 4
+
+
+def test_interrupts_and_exits_inside_rewards_are_their_failures(tmp_path):
+    path = _write(tmp_path, """
+        import sys
+        from rlhf.reward import reward
+
+        def interrupts(prompt, completion, **kw):
+            if completion == "x":
+                raise KeyboardInterrupt
+            return 1.0
+
+        @reward("test_exits_batched", batched=True)
+        def exits(prompts, completions, **kw):
+            sys.exit(3)
+    """)
+    with RewardRunner([f"{path}:interrupts", f"{path}:exits"], num_workers=1) as runner:
+        scores, m = runner.score(["p"] * 2, ["x", "y"])
+        assert scores == [0.0, 1.0]
+        assert m["reward/interrupts/failures"] == 1 and m["reward/test_exits_batched/failures"] == 2
+        assert runner.score(["p"], ["y"])[0] == [1.0]  # the worker is still there
+
+
+def test_a_reward_file_that_exits_at_import_is_named(tmp_path):
+    from rlhf.reward.loading import probe_reward
+
+    quits = _write(tmp_path, "import os\nos._exit(7)\n")
+    with pytest.raises(RewardSpecError, match=r"rw\.py:f.*ended the process \(exit code 7\)"):
+        probe_reward(f"{quits}:f")
+    raises = tmp_path / "raises.py"
+    raises.write_text("raise SystemExit('no')\n")
+    with pytest.raises(RewardSpecError, match=r"importing .*raises\.py failed: SystemExit"):
+        load_reward(f"{raises}:f")
+
+
+def test_columns_a_reward_needs_in_every_row():
+    fn = load_reward("math_verify")
+    assert fn.missing_columns({"answer": "3"}) == [] and fn.missing_columns({"solution": "3"}) == []
+    assert fn.missing_columns({"answer": None}) == ["answer or solution"]

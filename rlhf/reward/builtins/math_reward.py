@@ -6,6 +6,10 @@ import logging
 import re
 from typing import Optional
 
+# Imported with the built-ins (a reward worker loads them before its first call), not inside
+# the first call, whose time limit would otherwise include sympy's import.
+from math_verify import parse, verify
+
 from rlhf.reward.registry import reward
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
@@ -68,13 +72,11 @@ class _QuietTimeoutWarning(logging.Filter):
 _quiet = _QuietTimeoutWarning()
 
 
-@reward("math_verify")
+@reward("math_verify", needs_any=("answer", "solution"))
 def math_verify(prompt: str, completion: str, answer=None, solution=None, **_) -> dict:
     """1.0 when the completion's final answer equals the gold (`answer` or `solution` column)
     by math-verify's symbolic comparison. Its alarm-based timeouts are off (they only work
     on a main thread); the reward runner enforces the time limit instead."""
-    from math_verify import parse, verify
-
     for name in ("math_verify", "math_verify.parser", "math_verify.grader", "math_verify.utils"):
         logging.getLogger(name).addFilter(_quiet)
     gold = gold_answer(answer, solution)
