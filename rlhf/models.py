@@ -211,12 +211,22 @@ def sequence_logps(model, batch: dict, device: str) -> torch.Tensor:
     logits = model(**inputs, use_cache=False).logits
     lp_BT = token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:])
     mask_BT = batch["loss_mask_BT"][:, 1:].to(device)
-    lp_BT = torch.where(mask_BT > 0, lp_BT, 0.0)
+    return per_example_sums(batch, torch.where(mask_BT > 0, lp_BT, 0.0))
+
+
+def sequence_lengths(batch: dict) -> torch.Tensor:
+    """Response tokens of each example [N], in the order of `sequence_logps`."""
+    return per_example_sums(batch, batch["loss_mask_BT"][:, 1:].float())
+
+
+def per_example_sums(batch: dict, values_BT: torch.Tensor) -> torch.Tensor:
+    """Sum of `values_BT` (aligned with the batch's tokens 1..T-1) over each example [N]."""
     if "segment_ids_BT" not in batch:
-        return lp_BT.sum(1)
+        return values_BT.sum(1)
+    device = values_BT.device
     seg = batch["segment_ids_BT"][:, 1:].to(device)
     counts = batch["segment_ids_BT"].max(1).values.to(device)
     offsets = torch.cumsum(counts, 0) - counts  # first example index of each row
     index = (offsets[:, None] + seg - 1).clamp(min=0)
-    return torch.zeros(int(counts.sum()), device=device, dtype=lp_BT.dtype).index_add_(
-        0, index.flatten(), lp_BT.flatten())
+    return torch.zeros(int(counts.sum()), device=device, dtype=values_BT.dtype).index_add_(
+        0, index.flatten(), values_BT.flatten())

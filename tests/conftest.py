@@ -19,6 +19,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def shared_data_or_none() -> Path | None:
+    """The sample data directory, or None where it is absent (for tests with a fallback)."""
+    return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
 @pytest.fixture(scope="module")
 def ray_local(tmp_path_factory):
     """A local Ray cluster for the module's tests, with a model cache of its own. Logical CPUs

@@ -22,6 +22,7 @@ import torch
 from rlhf.actors.runtime import open_rendezvous, rendezvous_store, setup_process
 from rlhf.metrics import combine_shards
 from rlhf.models import load_tokenizer, resolve_dtype
+from rlhf.quantization import save_plain_checkpoint
 from rlhf.sync.export import WeightExport
 
 
@@ -41,11 +42,13 @@ class OptimSettings:
 
 class DeepSpeedRank:
     def __init__(self, model_path: str, optim: OptimSettings, rank: int, world_size: int,
-                 dtype: str = "auto", seed: int = 0, threads: int = 0, lora: Optional[dict] = None):
-        """`lora`: `rlhf.models.apply_lora` arguments for a role that trains adapters, or None."""
+                 dtype: str = "auto", seed: int = 0, threads: int = 0, lora: Optional[dict] = None,
+                 quantization: Optional[dict] = None):
+        """`lora`: `rlhf.models.apply_lora` arguments for a role that trains adapters, or None;
+        `quantization`: `rlhf.quantization` settings of a 4-bit base under them (QLoRA), or None."""
         self.device = setup_process(seed, threads)
         self.model_path, self.optim, self.rank, self.world_size = model_path, optim, rank, world_size
-        self.lora = lora
+        self.lora, self.quantization = lora, quantization
         self.dtype = resolve_dtype(dtype)
         self.engine = None
         self.version = 0  # optimizer steps taken: the policy version
@@ -158,7 +161,10 @@ class DeepSpeedRank:
         if self.rank == 0:
             module = self.engine.module
             module = module.get_base_model() if hasattr(module, "get_base_model") else module
-            module.save_pretrained(path, state_dict=weights)
+            if self.quantization:  # transformers would write the 4-bit state: write the dequantised one
+                save_plain_checkpoint(module, weights, path)
+            else:
+                module.save_pretrained(path, state_dict=weights)
             load_tokenizer(self.model_path).save_pretrained(path)
 
     def save_checkpoint(self, path: str) -> None:

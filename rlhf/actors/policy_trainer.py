@@ -1,15 +1,21 @@
-"""Policy trainer role: RL (`rl_objective`), supervised (warm start, SFT) and DPO steps on a
-DeepSpeed rank, and the trainer's end of every weight transport (`WeightSender`)."""
+"""Policy trainer role: RL (`rl_objective`), supervised (warm start, SFT), pairwise preference
+(DPO, IPO, SimPO, ORPO) and KTO steps on a DeepSpeed rank, and the trainer's end of every
+weight transport (`WeightSender`)."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 
 from rlhf.actors.deepspeed_rank import DeepSpeedRank
-from rlhf.algorithms import PolicyLossSettings, dpo_loss, rl_objective, token_logprobs
+from rlhf.algorithms import PolicyLossSettings, rl_objective, token_logprobs
+from rlhf.algorithms.preference import kto_loss, pair_loss
 from rlhf.data.sequences import model_inputs
 from rlhf.metrics import combine_shards, mean_dicts
-from rlhf.models import apply_lora, load_causal_lm, response_logprobs, sequence_logps, uses_flash_attention
+from rlhf.models import (apply_lora, attention_backend, load_causal_lm, response_logprobs, sequence_lengths,
+                         sequence_logps, uses_flash_attention)
+from rlhf.quantization import load_quantized
 from rlhf.sync.endpoints import WeightSender
 
 
@@ -17,7 +23,11 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
     """One data-parallel rank of the policy: a causal LM, LoRA-wrapped when `lora` is given."""
 
     def _load_model(self):
-        model = load_causal_lm(self.model_path, self.dtype, self.device)
+        if self.quantization:
+            model = load_quantized(self.model_path, self.dtype, self.device, self.quantization,
+                                   attention_backend(self.device))
+        else:
+            model = load_causal_lm(self.model_path, self.dtype, self.device)
         return apply_lora(model, **self.lora) if self.lora else model
 
     # ---- RL ----------------------------------------------------------------------------
@@ -88,17 +98,39 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
         mask = mb["loss_mask_BT"][:, 1:].to(self.device)
         return -(lp * mask).sum(), int(mask.sum())
 
-    def train_dpo(self, micro_batches: list[dict], ref_logps: list[torch.Tensor], num_pairs: int,
-                  dpo: dict) -> dict:
-        """One optimizer step of `dpo_loss` (settings `dpo`: beta, loss_type, label_smoothing).
-        Micro-batch i holds k chosen rows then their k rejected rows, `ref_logps[i]` the
-        reference's summed log-probs of the same 2k examples; `num_pairs` is global."""
-        def pair_loss(i, chosen, rejected):
-            ref, k = ref_logps[i].to(self.device), len(chosen)
-            return dpo_loss(chosen, rejected, ref[:k], ref[k:], **dpo)
+    def train_preference(self, micro_batches: list[dict], ref_logps: Optional[list[torch.Tensor]], num_pairs: int,
+                         loss: dict) -> dict:
+        """One optimizer step of `pair_loss` (settings `loss`: loss_type, beta, label_smoothing,
+        simpo_gamma, orpo_lambda). Micro-batch i holds k chosen rows then their k rejected rows,
+        `ref_logps[i]` the reference's summed log-probs of the same 2k examples (None for the
+        reference-free SimPO and ORPO); `num_pairs` is global."""
+        def step_loss(i, chosen, rejected):
+            lengths = sequence_lengths(micro_batches[i]).to(self.device)
+            k = len(chosen)
+            ref = ref_logps[i].to(self.device) if ref_logps is not None else None
+            return pair_loss(loss["loss_type"], chosen, rejected, lengths[:k], lengths[k:],
+                             ref[:k] if ref is not None else None, ref[k:] if ref is not None else None,
+                             **{key: v for key, v in loss.items() if key != "loss_type"})
 
-        return self._pair_step(micro_batches, num_pairs, "dpo",
-                               lambda mb: sequence_logps(self.engine, mb, self.device), pair_loss)
+        scores = lambda mb: sequence_logps(self.engine, mb, self.device)  # noqa: E731
+        return self._pair_step(micro_batches, num_pairs, "pair", scores, step_loss)
+
+    def train_kto(self, micro_batches: list[dict], ref_logps: list[torch.Tensor], desirable: list[torch.Tensor],
+                  num_examples: int, kto: dict) -> dict:
+        """One optimizer step of `kto_loss` (settings `kto`: beta, lambda_d, lambda_u). Micro-batch
+        i holds k examples then k mismatched (prompt, other completion) rows for the reference
+        point; `ref_logps[i]` the reference's summed log-probs of all 2k rows, `desirable[i]`
+        the k labels; `num_examples` is global."""
+        self.engine.train()
+        metrics = []
+        for mb, ref, labels in zip(micro_batches, ref_logps, desirable):
+            logps, ref = sequence_logps(self.engine, mb, self.device), ref.to(self.device)
+            k = len(labels)
+            value, m = kto_loss(logps[:k], ref[:k], labels.to(self.device), logps[k:], ref[k:], **kto)
+            grad_norm = self._backward_and_step(value * (k / num_examples))
+            metrics.append({f"kto/{key}": v for key, v in m.items()} | {"kto/loss": value.item()})
+        self.version += 1
+        return combine_shards(metrics) | {"kto/grad_norm": grad_norm, "kto/skipped_steps": self._take_skips()}
 
     @torch.no_grad()
     def sequence_logps(self, batch: dict) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Typed config trees: a shared base (`base`: model, data, trainer, run, ray) and one tree per
-kind of recipe (`rl`: GRPO/DAPO and PPO; `supervised`: SFT, RM, DPO). Dataclasses are the
+kind of recipe (`rl`: GRPO/DAPO and PPO; `supervised`: SFT, RM, DPO/SimPO, ORPO, KTO). Dataclasses are the
 schema; YAML files and dotlist overrides are merged with OmegaConf (`loading`).
 
 Every field carries a `help` string; a recipe's `--help` prints only the keys its tree has.
@@ -10,12 +10,12 @@ from rlhf.config.base import (BaseConfig, ConfigError, DataConfig, ModelConfig, 
                               TrainerConfig, WarmStartConfig)
 from rlhf.config.loading import (RECIPE_TREES, format_help, load_config, parse_cli, recipe_defaults, schema_keys,
                                  to_dict)
-from rlhf.config.rl import GeneratorConfig, PPOConfig, RewardConfig, RLConfig, NeededRoles
-from rlhf.config.supervised import DPOConfig, RMConfig, SFTConfig, SupervisedConfig
+from rlhf.config.rl import GeneratorConfig, NeededRoles, PPOConfig, RewardConfig, RLConfig
+from rlhf.config.supervised import DPOConfig, KTOConfig, ORPOConfig, RMConfig, SFTConfig, SupervisedConfig
 
 __all__ = [
-    "BaseConfig", "ConfigError", "DPOConfig", "DataConfig", "GeneratorConfig", "ModelConfig", "PPOConfig",
-    "RECIPE_TREES", "RLConfig", "RMConfig", "RayConfig", "RewardConfig", "NeededRoles", "RunConfig", "SFTConfig",
-    "SupervisedConfig", "TinyModelConfig", "TrainerConfig", "WarmStartConfig", "format_help", "load_config",
-    "parse_cli", "recipe_defaults", "schema_keys", "to_dict",
+    "BaseConfig", "ConfigError", "DPOConfig", "DataConfig", "GeneratorConfig", "KTOConfig", "ModelConfig",
+    "NeededRoles", "ORPOConfig", "PPOConfig", "RECIPE_TREES", "RLConfig", "RMConfig", "RayConfig", "RewardConfig",
+    "RunConfig", "SFTConfig", "SupervisedConfig", "TinyModelConfig", "TrainerConfig", "WarmStartConfig",
+    "format_help", "load_config", "parse_cli", "recipe_defaults", "schema_keys", "to_dict",
 ]

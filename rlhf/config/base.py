@@ -15,7 +15,8 @@ class ConfigError(ValueError):
 def _f(default: Any, help: str, **kw) -> Any:
     """A config field with its help text (and a fresh default for lists and sections)."""
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
-        factory = default if callable(default) and not isinstance(default, (list, dict)) else (lambda d=default: type(d)(d))
+        copy = lambda d=default: type(d)(d)  # noqa: E731  (a fresh list or dict per instance)
+        factory = default if callable(default) and not isinstance(default, (list, dict)) else copy
         return field(default_factory=factory, metadata={"help": help}, **kw)
     return field(default=default, metadata={"help": help}, **kw)
 
@@ -54,6 +55,10 @@ class ModelConfig:
     lora_dropout: float = _f(0.0, "dropout on the LoRA branch")
     lora_targets: list = _f(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                             "module names that get LoRA adapters (or ['all-linear'])")
+    quantization: str = _f("none", "QLoRA: hold the frozen base of a LoRA-trained policy in 4 bits (bitsandbytes): "
+                                   "none, nf4 or fp4; needs model.lora_rank > 0")
+    double_quant: bool = _f(True, "QLoRA: quantise the quantisation constants too (saves ~0.4 bit per weight)")
+    compute_dtype: str = _f("auto", "QLoRA: dtype the 4-bit layers compute in: auto (model.dtype), float32, bfloat16")
     cache_dir: str = _f("~/.cache/rlhf", "where built models and warm starts are cached (RLHF_CACHE overrides)")
 
 
@@ -125,12 +130,33 @@ class BaseConfig:
     # Keys of earlier releases -> where they live now (an error names the new key).
     MOVED = {"warmstart.cache_dir": "model.cache_dir"}
 
+    def _check_quantization(self) -> None:
+        from rlhf.quantization import QUANT_TYPES, require_bitsandbytes
+
+        m = self.model
+        check_choice("model.quantization", m.quantization, QUANT_TYPES)
+        check_choice("model.compute_dtype", m.compute_dtype, ("auto", "float32", "bfloat16"))
+        if m.quantization == "none":
+            return
+        if not m.lora_rank:
+            raise ConfigError(f"model.quantization={m.quantization} freezes the base in 4 bits and trains LoRA "
+                              "adapters on it: set model.lora_rank (e.g. 16)")
+        if self.trainer.zero_stage == 3:
+            raise ConfigError(f"model.quantization={m.quantization} with trainer.zero_stage=3: ZeRO-3 would "
+                              "partition the packed 4-bit weights; use trainer.zero_stage 0-2 (only the adapters "
+                              "train, so their optimizer state is small)")
+        try:
+            require_bitsandbytes()
+        except ImportError as e:
+            raise ConfigError(str(e)) from None
+
     def validate(self):
         m, t, r = self.model, self.trainer, self.run
         check_choice("model.dtype", m.dtype, ("auto", "float32", "bfloat16"))
         check_choice("trainer.zero_stage", t.zero_stage, (0, 1, 2, 3))
         if m.lora_rank < 0:
             raise ConfigError(f"model.lora_rank={m.lora_rank} must be >= 0 (0: no LoRA)")
+        self._check_quantization()
         check_positive(trainer__num_workers=t.num_workers, trainer__micro_batch_size=t.micro_batch_size,
                        trainer__max_skipped_steps=t.max_skipped_steps,
                        trainer__lr=t.lr, run__steps=r.steps, data__num_eval=self.data.num_eval)

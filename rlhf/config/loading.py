@@ -19,10 +19,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlhf.config.base import ConfigError
 from rlhf.config.rl import PPOConfig, RLConfig
-from rlhf.config.supervised import DPOConfig, RMConfig, SFTConfig
+from rlhf.config.supervised import DPOConfig, KTOConfig, ORPOConfig, RMConfig, SFTConfig
 
-RECIPE_TREES = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "grpo": RLConfig, "dapo": RLConfig,
-                "ppo": PPOConfig}
+RECIPE_TREES = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "orpo": ORPOConfig, "kto": KTOConfig,
+                "grpo": RLConfig, "dapo": RLConfig, "ppo": PPOConfig}
 
 
 def schema_keys(cls: type, prefix: str = "") -> dict[str, dataclasses.Field]:
@@ -111,7 +111,8 @@ def load_config(cls: type, defaults: Any, args: list[str]) -> Any:
         layers.append(_yaml_layer(cls, path))
     for a in rest:
         if "=" not in a or a.startswith("-"):
-            raise ConfigError(f"cannot parse argument '{a}': expected key=value (e.g. trainer.lr=1e-5) or --config FILE")
+            raise ConfigError(f"cannot parse argument '{a}': expected key=value (e.g. trainer.lr=1e-5) or "
+                              "--config FILE")
     _check_keys(cls, [a.split("=", 1)[0].lstrip("+") for a in rest], "command line")
     try:
         layers.append(OmegaConf.from_dotlist(rest))

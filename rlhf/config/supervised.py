@@ -42,9 +42,31 @@ class TaskEvalConfig:
 
 @dataclass
 class DPOLossConfig:
-    beta: float = _f(0.1, "DPO beta: strength of the implicit KL to the reference")
-    loss_type: str = _f("sigmoid", "sigmoid (DPO) or ipo")
+    beta: float = _f(0.1, "DPO beta: strength of the implicit KL to the reference (SimPO: the reward scale, "
+                          "the paper's 2.0-2.5)")
+    loss_type: str = _f("sigmoid", "sigmoid (DPO), ipo, or simpo (reference-free, length-normalised; no reference "
+                                   "actor is started)")
     label_smoothing: float = _f(0.0, "conservative DPO: assumed probability that a preference label is flipped")
+    simpo_gamma: float = _f(1.0, "SimPO's target reward margin gamma (the paper: about 0.5 * beta)")
+
+
+@dataclass
+class ORPOLossConfig:
+    lam: float = _f(0.1, "ORPO's lambda: weight of the odds-ratio term next to the chosen answer's NLL")
+
+
+@dataclass
+class KTODataConfig(PreferenceDataConfig):
+    completion_key: str = _f("completion", "unpaired rows: column of the response")
+    label_key: str = _f("label", "unpaired rows: column saying whether the response is desirable (true/false); "
+                                 "rows with chosen/rejected columns give one desirable and one undesirable example")
+
+
+@dataclass
+class KTOLossConfig:
+    beta: float = _f(0.1, "KTO beta: scale of the implicit reward log pi/pi_ref")
+    lambda_d: float = _f(1.0, "weight of desirable examples (the paper: lambda_d n_d / (lambda_u n_u) in [1, 4/3])")
+    lambda_u: float = _f(1.0, "weight of undesirable examples")
 
 
 _SUPERVISED_MOVED = {
@@ -101,7 +123,55 @@ class DPOConfig(RMConfig):
 
     def validate(self):
         super().validate()
-        from rlhf.algorithms import DPO_LOSS_TYPES
+        from rlhf.algorithms.preference import DPO_LOSS_TYPES
 
-        check_choice("dpo.loss_type", self.dpo.loss_type, DPO_LOSS_TYPES)
+        check_choice("dpo.loss_type", self.dpo.loss_type, DPO_LOSS_TYPES + ("simpo",))
+        check_positive(dpo__beta=self.dpo.beta)
+        if self.dpo.label_smoothing and self.dpo.loss_type != "sigmoid":
+            raise ConfigError(f"dpo.label_smoothing={self.dpo.label_smoothing} applies to dpo.loss_type=sigmoid only")
+        return self
+
+    def needs_reference(self) -> bool:
+        """The one place that decides whether a reference actor runs: not for SimPO."""
+        from rlhf.algorithms.preference import REFERENCE_FREE
+
+        return self.dpo.loss_type not in REFERENCE_FREE
+
+    def pair_loss(self) -> dict:
+        """The settings the policy trainer's pairwise step takes."""
+        d = self.dpo
+        return {"loss_type": d.loss_type, "beta": d.beta, "label_smoothing": d.label_smoothing,
+                "simpo_gamma": d.simpo_gamma}
+
+
+@dataclass
+class ORPOConfig(RMConfig):
+    orpo: ORPOLossConfig = _f(ORPOLossConfig, "ORPO loss")
+    eval: TaskEvalConfig = _f(TaskEvalConfig, "held-out task accuracy")
+
+    def validate(self):
+        super().validate()
+        if self.orpo.lam < 0:
+            raise ConfigError(f"orpo.lam={self.orpo.lam} must be >= 0")
+        return self
+
+    def needs_reference(self) -> bool:
+        return False
+
+    def pair_loss(self) -> dict:
+        return {"loss_type": "orpo", "orpo_lambda": self.orpo.lam}
+
+
+@dataclass
+class KTOConfig(RMConfig):
+    data: KTODataConfig = _f(KTODataConfig, "unpaired examples labelled desirable or not (or preference pairs)")
+    kto: KTOLossConfig = _f(KTOLossConfig, "KTO loss")
+    eval: TaskEvalConfig = _f(TaskEvalConfig, "held-out task accuracy")
+
+    def validate(self):
+        super().validate()
+        check_positive(kto__beta=self.kto.beta, kto__lambda_d=self.kto.lambda_d, kto__lambda_u=self.kto.lambda_u)
+        if self.trainer.micro_batch_size < 2 or self.trainer.batch_size // self.trainer.num_workers < 2:
+            raise ConfigError("KTO's reference point pairs each example with another one's completion: "
+                              "trainer.micro_batch_size and the per-worker batch must be >= 2")
         return self

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import random
 
+import torch
+
 from rlhf.batch import split_rows
 from rlhf.data.files import DataError, read_rows
-from rlhf.data.formats import preference_example, sft_example
+from rlhf.data.formats import as_messages, preference_example, sft_example
 from rlhf.data.sequences import Example, encode, pack_batch, pad_batch, sequence_batch
 from rlhf.data.synthetic import task_rows
 
@@ -36,6 +38,55 @@ def preference_pairs(data, split: str, tokenizer) -> tuple[list, list[dict], str
         pairs.append((encode(prompt, chosen, tokenizer), encode(prompt, rejected, tokenizer)))
     _check_nonempty(pairs, source)
     return pairs, rows, source
+
+
+def kto_examples(data, split: str, tokenizer) -> tuple[list, list[dict], str]:
+    """([(example, desirable)], rows, source) of a split: unpaired rows (`data.completion_key`,
+    `data.label_key`), or preference pairs, each giving a desirable and an undesirable example."""
+    rows, source = _rows(data, split, preferences=True)
+    out = []
+    for i, r in enumerate(rows):
+        if data.chosen_key in r or data.rejected_key in r:
+            prompt, chosen, rejected = preference_example(r, data, source, i)
+            out += [(encode(prompt, chosen, tokenizer), True), (encode(prompt, rejected, tokenizer), False)]
+            continue
+        missing = [k for k in (data.prompt_key, data.completion_key, data.label_key) if k not in r]
+        if missing:
+            raise DataError(f"{source}: row {i + 1} has no column {', '.join(map(repr, missing))} (unpaired rows need "
+                            f"{data.prompt_key!r}, {data.completion_key!r} and {data.label_key!r}, or give "
+                            f"{data.chosen_key!r}/{data.rejected_key!r} pairs)")
+        out.append((encode(as_messages(r[data.prompt_key]), str(r[data.completion_key]), tokenizer),
+                    _label(r[data.label_key], source, i, data.label_key)))
+    _check_nonempty(out, source)
+    return out, rows, source
+
+
+def _label(value, source: str, i: int, key: str) -> bool:
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise DataError(f"{source}: row {i + 1}: column {key!r} is {value!r}; a label is true or false")
+
+
+def kto_micro_batches(items: list, world: int, micro: int, pad_id: int,
+                      mismatched: bool = True) -> list[list[tuple[dict, torch.Tensor]]]:
+    """Per rank, micro-batches of `micro` labelled examples, each as (batch, labels): the k
+    examples, then (`mismatched`) k rows pairing each prompt with the next example's
+    completion (KTO's mismatched pairs for its reference point)."""
+    k = len(items) // world
+    out = []
+    for r in range(world):
+        mine = items[r * k:(r + 1) * k]
+        ranks = []
+        for i in range(0, len(mine), micro):
+            chunk = mine[i:i + micro]
+            examples = [ex for ex, _ in chunk]
+            shifted = examples[1:] + examples[:1]
+            pairs = [(ids[:n] + other[m:], n) for (ids, n), (other, m) in zip(examples, shifted)] if mismatched else []
+            ranks.append((pad_batch(examples + pairs, pad_id), torch.tensor([d for _, d in chunk])))
+        out.append(ranks)
+    return out
 
 
 def _check_nonempty(items: list, source: str) -> None:

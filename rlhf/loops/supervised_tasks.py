@@ -8,7 +8,9 @@ from dataclasses import asdict
 import ray
 import torch
 
-from rlhf.data.examples import pair_micro_batches, preference_pairs, sft_examples, sft_shards
+from rlhf.algorithms.preference import implicit_rewards
+from rlhf.data.examples import (kto_examples, kto_micro_batches, pair_micro_batches, preference_pairs, sft_examples,
+                                sft_shards)
 from rlhf.data.sequences import pad_batch
 from rlhf.loops.evaluation import TaskAccuracy
 from rlhf.loops.warmstart import warm_start
@@ -122,10 +124,73 @@ class RewardModelTask:
 
 
 class DPOTask(RewardModelTask):
-    """DPO against a frozen reference (the warm-started policy); held-out preference accuracy,
-    implicit-reward accuracy and margin, and task accuracy where the rows allow it."""
+    """A pairwise policy loss (`cfg.pair_loss()`: DPO, IPO, SimPO, ORPO) from the warm-started
+    policy, against a frozen copy of it where the loss has a reference (`cfg.needs_reference()`);
+    held-out preference accuracy, implicit-reward accuracy and margin, and task accuracy where
+    the rows allow it."""
 
     name, output, summary_names = "dpo", "policy", {}
+
+    def cpus(self, cfg) -> float:
+        return cfg.trainer.num_workers + 1.5 + cfg.needs_reference()  # + a generator and a reward actor
+
+    def start(self, cfg, base_path, tokenizer, optim, layout) -> None:
+        self.layout = layout
+        policy = warm_start(cfg, base_path, tokenizer)
+        self.trainers = create_trainers(cfg, policy, optim, lora=True)
+        self.reference = create_reference(cfg, policy) if cfg.needs_reference() else None
+        if TaskAccuracy.possible(cfg, self.eval_rows):
+            self.accuracy = TaskAccuracy(cfg, tokenizer, self.eval_rows, self.eval_source, policy, self.trainers)
+        self.ref_held = (None, None) if self.reference is None else \
+            pair_values(self.reference, "sequence_logps", self.held, layout.micro, self.pad_id)
+        world = len(self.trainers)
+        held = self.held[:len(self.held) // world * world]  # the pairs `pair_values` scores
+        self.held_lengths = tuple(torch.tensor([float(len(ids) - n) for ids, n in side]) for side in zip(*held))
+
+    def train_step(self, items: list) -> dict:
+        shards, loss = self._micro_batches(items), self.cfg.pair_loss()
+        ref_logps = [None] * len(shards)
+        if self.reference is not None:
+            ref = self.reference.actors[0]
+            ref_logps = [ray.get([ref.sequence_logps.remote(mb) for mb in mbs]) for mbs in shards]
+        n = len(items)
+        metrics = self.trainers.scatter(lambda a, x: a.train_preference.remote(x[0], x[1], n, loss),
+                                        list(zip(shards, ref_logps)))
+        return {f"train/{k.split('/', 1)[1]}": _mean(metrics, k) for k in metrics[0]}
+
+    def evaluate(self) -> dict:
+        chosen, rejected = pair_values(self.trainers, "sequence_logps", self.held, self.layout.micro, self.pad_id)
+        loss = self.cfg.pair_loss()
+        beta = loss.get("beta", 0.0)
+        (ref_w, ref_l), (len_w, len_l) = self.ref_held, self.held_lengths
+        margin = (implicit_rewards(loss["loss_type"], chosen, len_w, ref_w, beta=beta)
+                  - implicit_rewards(loss["loss_type"], rejected, len_l, ref_l, beta=beta))
+        record = {"eval/pair_accuracy": float((chosen > rejected).float().mean()),
+                  "eval/reward_accuracy": float((margin > 0).float().mean()), "eval/margin": float(margin.mean())}
+        if self.accuracy is not None:
+            record["eval/accuracy"] = self.accuracy()
+        return record
+
+
+class ORPOTask(DPOTask):
+    """ORPO: the chosen answer's NLL plus the odds-ratio term, no reference model."""
+
+    name = "orpo"
+
+
+class KTOTask(DPOTask):
+    """KTO on unpaired examples labelled desirable or undesirable, against a frozen reference;
+    held-out mean implicit reward of each kind and their gap, and task accuracy where possible."""
+
+    name = "kto"
+
+    def load(self, cfg, tokenizer) -> list:
+        self.cfg, self.pad_id = cfg, tokenizer.pad_token_id
+        train, _, _ = kto_examples(cfg.data, "train", tokenizer)
+        held, self.eval_rows, self.eval_source = kto_examples(cfg.data, "eval", tokenizer)
+        self.held = held[:cfg.data.num_eval]
+        self.trainers = self.reference = self.accuracy = None
+        return train
 
     def cpus(self, cfg) -> float:
         return cfg.trainer.num_workers + 2.5  # + the reference, a generator and a reward actor
@@ -137,23 +202,33 @@ class DPOTask(RewardModelTask):
         self.reference = create_reference(cfg, policy)
         if TaskAccuracy.possible(cfg, self.eval_rows):
             self.accuracy = TaskAccuracy(cfg, tokenizer, self.eval_rows, self.eval_source, policy, self.trainers)
-        self.ref_held = pair_values(self.reference, "sequence_logps", self.held, layout.micro, self.pad_id)
+        self.ref_held = self._held_logps(self.reference)
+
+    def _held_logps(self, group) -> torch.Tensor:
+        """Summed log-probs of the held-out examples, in order, on every rank of `group`."""
+        world = len(group)
+        held = self.held[:len(self.held) // world * world]
+        batches = kto_micro_batches(held, world, self.layout.micro, self.pad_id, mismatched=False)
+        refs = [[a.sequence_logps.remote(b) for b, _ in mbs] for a, mbs in zip(group.actors, batches)]
+        return torch.cat([v for rank in refs for v in ray.get(rank)])
 
     def train_step(self, items: list) -> dict:
-        shards = self._micro_batches(items)
+        t = self.cfg.trainer
+        shards = kto_micro_batches(items, t.num_workers, self.layout.micro, self.pad_id)
         ref = self.reference.actors[0]
-        ref_logps = [ray.get([ref.sequence_logps.remote(mb) for mb in mbs]) for mbs in shards]
-        n, dpo = len(items), asdict(self.cfg.dpo)
-        metrics = self.trainers.scatter(lambda a, x: a.train_dpo.remote(x[0], x[1], n, dpo),
-                                        list(zip(shards, ref_logps)))
-        return {f"train/{k[4:]}": _mean(metrics, k) for k in metrics[0]}
+        ref_logps = [ray.get([ref.sequence_logps.remote(b) for b, _ in mbs]) for mbs in shards]
+        n, kto = len(items), asdict(self.cfg.kto)
+        metrics = self.trainers.scatter(
+            lambda a, x: a.train_kto.remote([b for b, _ in x[0]], x[1], [d for _, d in x[0]], n, kto),
+            list(zip(shards, ref_logps)))
+        return {f"train/{k.split('/', 1)[1]}": _mean(metrics, k) for k in metrics[0]}
 
     def evaluate(self) -> dict:
-        chosen, rejected = pair_values(self.trainers, "sequence_logps", self.held, self.layout.micro, self.pad_id)
-        ref_chosen, ref_rejected = self.ref_held
-        margin = self.cfg.dpo.beta * ((chosen - ref_chosen) - (rejected - ref_rejected))
-        record = {"eval/pair_accuracy": float((chosen > rejected).float().mean()),
-                  "eval/reward_accuracy": float((margin > 0).float().mean()), "eval/margin": float(margin.mean())}
+        r = self.cfg.kto.beta * (self._held_logps(self.trainers) - self.ref_held)
+        world = len(self.trainers)
+        desirable = torch.tensor([d for _, d in self.held[:len(self.held) // world * world]])
+        good, bad = float(r[desirable].mean()), float(r[~desirable].mean())
+        record = {"eval/reward_desirable": good, "eval/reward_undesirable": bad, "eval/margin": good - bad}
         if self.accuracy is not None:
             record["eval/accuracy"] = self.accuracy()
         return record

@@ -12,6 +12,7 @@ from rlhf.actors.deepspeed_rank import OptimSettings
 from rlhf.actors.group import ActorGroup
 from rlhf.batch import MicroBatching, micro_batching
 from rlhf.models import lora_settings
+from rlhf.quantization import quantization_settings
 
 
 def optim_settings(cfg, layout: MicroBatching, lr: float, warmup_steps: int, decay_steps: int = 0) -> OptimSettings:
@@ -38,6 +39,7 @@ def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: Optional[ty
         from rlhf.actors.policy_trainer import PolicyTrainer as cls
     t = cfg.trainer
     adapters = lora_settings(cfg.model) if lora else None
+    quantized = quantization_settings(cfg.model) if adapters else None
     gpus = t.gpus_per_worker
     if placement is None and whole_gpu and ray.cluster_resources().get("GPU", 0) > 0:
         gpus = max(gpus, 1.0)
@@ -45,7 +47,7 @@ def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: Optional[ty
         cls, t.num_workers, name=name, num_cpus=t.cpus_per_worker, num_gpus=gpus, placement=placement,
         kwargs=lambda rank: dict(model_path=model_path, optim=optim, rank=rank, world_size=t.num_workers,
                                  dtype=cfg.model.dtype, seed=cfg.run.seed, threads=cfg.run.torch_threads,
-                                 lora=adapters),
+                                 lora=adapters, quantization=quantized),
     )
     addr, port = ray.get(group.actors[0].rendezvous.remote())
     group.each(lambda a: a.init_distributed.remote(addr, port))

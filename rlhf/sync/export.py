@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 
 import torch
 
+from rlhf.quantization import dequantized, full_shape_dtype
 from rlhf.sync.buckets import TensorMeta, plan_buckets
 
 PEFT_PREFIX = "base_model.model."
@@ -66,8 +67,7 @@ class WeightExport:
     def metas(self) -> list[TensorMeta]:
         out = []
         for hf, src in self.sources.items():
-            p = self.params[src[0]]
-            out.append(TensorMeta(hf, tuple(getattr(p, "ds_shape", p.shape)), p.dtype))
+            out.append(TensorMeta(hf, *full_shape_dtype(self.params[src[0]])))
         return out
 
     @contextlib.contextmanager
@@ -84,7 +84,7 @@ class WeightExport:
         with torch.no_grad(), gather:
             out = {}
             for m in bucket:
-                src = [self.params[s].detach() for s in self.sources[m.name]]
+                src = [dequantized(self.params[s]) for s in self.sources[m.name]]  # QLoRA: the base in full
                 out[m.name] = merged_lora_weight(*src, self.scaling[m.name]) if len(src) == 3 else src[0]
             yield out
 

@@ -59,7 +59,6 @@ def test_a_non_finite_loss_on_one_rank_skips_the_step_everywhere(tmp_path, world
 
 def test_rendezvous_stores_listen_on_the_registered_address_only(tmp_path):
     """Ray is on loopback in tests: no trainer socket may listen on another address."""
-    from rlhf.actors.generator import Generator  # noqa: F401  (the generator side of the group below)
     from rlhf.startup.roles import create_generators
     from rlhf.sync import make_transport
 

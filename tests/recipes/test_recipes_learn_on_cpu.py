@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from rlhf.recipes import dpo, ppo, rm, sft
+from rlhf.recipes import dpo, kto, orpo, ppo, rm, sft
 
 COMMON = ["run.progress=false"]
 
@@ -82,3 +82,24 @@ def test_trained_reward_model_serves_ppo(tmp_path, reward_model):
     # the critic starts from the reward model's head, not from zero: its first values are not ~0
     assert abs(steps[0]["ppo/value_mean"]) > 0.05
     assert steps[1]["ppo/kl_coef"] != steps[0]["ppo/kl_coef"]  # the adaptive controller moved
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_orpo_raises_preference_accuracy_without_losing_the_task(tmp_path):
+    """From the warm-started policy (the same cached warm start as PPO's), no reference model."""
+    s = orpo.main(COMMON + ["run.steps=40", "run.eval_every=40", "data.num_eval=200", f"run.output_dir={tmp_path}",
+                            "run.name=orpo"])
+    assert s["pair_accuracy_after"] >= s["pair_accuracy_before"] + 0.1
+    assert s["margin_after"] > s["margin_before"]  # the mean log odds ratio of chosen over rejected
+    assert s["accuracy_after"] >= s["accuracy_before"] - 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_kto_separates_desirable_from_undesirable_without_losing_the_task(tmp_path):
+    s = kto.main(COMMON + ["run.steps=40", "run.eval_every=40", "data.num_eval=200", f"run.output_dir={tmp_path}",
+                           "run.name=kto"])
+    assert s["margin_before"] == 0  # the policy starts as the reference
+    assert s["margin_after"] > 0.05 and s["reward_desirable_after"] > s["reward_undesirable_after"]
+    assert s["accuracy_after"] >= s["accuracy_before"] - 0.05
