@@ -216,9 +216,9 @@ def deepspeed_config(o: OptimSettings, world_size: int, bf16: bool) -> dict:
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 2**31 - 1,
     }
-    if o.decay_steps:
+    if o.decay_steps:  # DeepSpeed's WarmupDecayLR needs a warmup of at least one step
         config["scheduler"] = {"type": "WarmupDecayLR", "params": {
-            "warmup_min_lr": 0.0, "warmup_max_lr": o.lr, "warmup_num_steps": o.warmup_steps,
+            "warmup_min_lr": 0.0, "warmup_max_lr": o.lr, "warmup_num_steps": max(1, o.warmup_steps),
             "warmup_type": "linear", "total_num_steps": o.decay_steps}}
     elif o.warmup_steps:
         config["scheduler"] = {"type": "WarmupLR", "params": {

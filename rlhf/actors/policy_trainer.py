@@ -56,7 +56,10 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
             steps.append(combine_shards(micro_metrics) | {"actor/grad_norm": grad_norm,
                                                           "actor/lr": self.engine.get_lr()[0]})
         self.version += len(minibatches)
-        return mean_dicts(steps) | {"actor/skipped_steps": self._take_skips()}
+        out = mean_dicts(steps) | {"actor/skipped_steps": self._take_skips()}
+        if self.device == "cuda":  # the update's peak, for memory comparisons (full, LoRA, QLoRA)
+            out["memory/trainer_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        return out
 
     def _rl_micro_batch(self, mb: dict, count: dict, loss: PolicyLossSettings) -> tuple[torch.Tensor, dict]:
         mask = mb["response_mask_BR"].to(self.device)

@@ -21,19 +21,34 @@ def _mean(metrics: list[dict], key: str) -> float:
     return sum(m[key] for m in metrics) / len(metrics)
 
 
-class SFTTask:
+class _Task:
+    """What every task shares: its items of both splits (`examples`: sft_examples,
+    preference_pairs, kto_examples), saving the trained model, stopping its actors."""
+
+    examples = staticmethod(sft_examples)
+
+    def load(self, cfg, tokenizer) -> list:
+        self.cfg, self.pad_id = cfg, tokenizer.pad_token_id
+        train, _, _ = self.examples(cfg.data, "train", tokenizer)
+        held, self.eval_rows, self.eval_source = self.examples(cfg.data, "eval", tokenizer)
+        self.held = held[:cfg.data.num_eval]
+        self.trainers = self.reference = self.accuracy = None
+        return train
+
+    def save(self, path: str) -> None:
+        self.trainers.each(lambda a: a.save_pretrained.remote(path))
+
+    def kill(self) -> None:
+        for group in (self.trainers, self.reference, self.accuracy):
+            if group is not None:
+                group.kill()
+
+
+class SFTTask(_Task):
     """Token-mean cross-entropy on response tokens; held-out loss, and task accuracy where the
     held-out rows have prompts and answers."""
 
     name, output, summary_names = "sft", "policy", {"eval/loss": "eval_loss"}
-
-    def load(self, cfg, tokenizer) -> list:
-        self.cfg, self.pad_id = cfg, tokenizer.pad_token_id
-        train, _, _ = sft_examples(cfg.data, "train", tokenizer)
-        held, self.eval_rows, self.eval_source = sft_examples(cfg.data, "eval", tokenizer)
-        self.held = held[:cfg.data.num_eval]
-        self.trainers = self.accuracy = None
-        return train
 
     def cpus(self, cfg) -> float:
         return cfg.trainer.num_workers + 1.5  # + a generator and a reward actor for task accuracy
@@ -66,28 +81,13 @@ class SFTTask:
         parts = parts[:len(examples)]
         return sum(n for n, _ in parts) / max(1, sum(c for _, c in parts))
 
-    def save(self, path: str) -> None:
-        self.trainers.each(lambda a: a.save_pretrained.remote(path))
 
-    def kill(self) -> None:
-        for group in (self.trainers, self.accuracy):
-            if group is not None:
-                group.kill()
-
-
-class RewardModelTask:
+class RewardModelTask(_Task):
     """Bradley-Terry on preference pairs over a scalar head on the (warm-started) policy body;
     held-out pairwise accuracy and margin."""
 
     name, output, summary_names = "rm", "reward_model", {}
-
-    def load(self, cfg, tokenizer) -> list:
-        self.cfg, self.pad_id = cfg, tokenizer.pad_token_id
-        train, _, _ = preference_pairs(cfg.data, "train", tokenizer)
-        held, self.eval_rows, self.eval_source = preference_pairs(cfg.data, "eval", tokenizer)
-        self.held = held[:cfg.data.num_eval]
-        self.trainers = self.reference = self.accuracy = None
-        return train
+    examples = staticmethod(preference_pairs)
 
     def cpus(self, cfg) -> float:
         return cfg.trainer.num_workers + 0.5
@@ -113,14 +113,6 @@ class RewardModelTask:
         chosen, rejected = pair_values(self.trainers, "rewards", self.held, self.layout.micro, self.pad_id)
         return {"eval/pair_accuracy": float((chosen > rejected).float().mean()),
                 "eval/margin": float((chosen - rejected).mean())}
-
-    def save(self, path: str) -> None:
-        self.trainers.each(lambda a: a.save_pretrained.remote(path))
-
-    def kill(self) -> None:
-        for group in (self.trainers, self.reference, self.accuracy):
-            if group is not None:
-                group.kill()
 
 
 class DPOTask(RewardModelTask):
@@ -183,14 +175,7 @@ class KTOTask(DPOTask):
     held-out mean implicit reward of each kind and their gap, and task accuracy where possible."""
 
     name = "kto"
-
-    def load(self, cfg, tokenizer) -> list:
-        self.cfg, self.pad_id = cfg, tokenizer.pad_token_id
-        train, _, _ = kto_examples(cfg.data, "train", tokenizer)
-        held, self.eval_rows, self.eval_source = kto_examples(cfg.data, "eval", tokenizer)
-        self.held = held[:cfg.data.num_eval]
-        self.trainers = self.reference = self.accuracy = None
-        return train
+    examples = staticmethod(kto_examples)
 
     def cpus(self, cfg) -> float:
         return cfg.trainer.num_workers + 2.5  # + the reference, a generator and a reward actor

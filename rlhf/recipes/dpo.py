@@ -19,7 +19,8 @@ from __future__ import annotations
 from rlhf.config import DPOConfig, recipe_defaults
 
 
-DEFAULTS = [
+# Sizes for the built-in pairs on a laptop CPU (ORPO's and KTO's defaults use them too)
+PAIR_SIZES = [
     "trainer.lr=1e-5",
     "trainer.warmup_steps=6",
     "trainer.batch_size=32",
@@ -28,6 +29,10 @@ DEFAULTS = [
     "run.eval_every=20",
     "data.num_eval=200",
     "eval.max_new_tokens=40",
+]
+DEFAULTS = [
+    "dpo.loss_type=sigmoid",
+    *PAIR_SIZES,
 ]
 
 

@@ -18,17 +18,11 @@ The loop is `rlhf.loops.supervised` with `rlhf.loops.supervised_tasks.ORPOTask`.
 from __future__ import annotations
 
 from rlhf.config import ORPOConfig, recipe_defaults
+from rlhf.recipes.dpo import PAIR_SIZES
 
 DEFAULTS = [
     "orpo.lam=0.1",
-    "trainer.lr=1e-5",
-    "trainer.warmup_steps=6",
-    "trainer.batch_size=32",
-    "trainer.micro_batch_size=32",
-    "run.steps=60",
-    "run.eval_every=20",
-    "data.num_eval=200",
-    "eval.max_new_tokens=40",
+    *PAIR_SIZES,  # the sizes of DPO's embedded default
 ]
 
 

@@ -1,11 +1,7 @@
 """What every DeepSpeed rank guarantees: a step with a non-finite loss on any rank is skipped on
-all of them (weights and optimizer untouched), and its rendezvous stores listen on the node's
-registered address only."""
+all of them (weights and optimizer untouched). That its rendezvous stores listen on the node's
+registered address only is checked with the broadcast transport (tests/sync)."""
 
-import ipaddress
-import os
-
-import psutil
 import pytest
 import torch
 
@@ -35,7 +31,7 @@ def _step(group, batch, world) -> dict:
     return results[0]
 
 
-@pytest.mark.parametrize("world,stage", [(1, 0), (2, 0), (2, 2)])
+@pytest.mark.parametrize("world,stage", [(2, 0), (2, 2)])
 def test_a_non_finite_loss_on_one_rank_skips_the_step_everywhere(tmp_path, world, stage):
     cfg = RLConfig()
     cfg.trainer.num_workers, cfg.trainer.cpus_per_worker = world, 0.5
@@ -55,29 +51,3 @@ def test_a_non_finite_loss_on_one_rank_skips_the_step_everywhere(tmp_path, world
         assert all(bool(torch.isfinite(v).all()) for v in trained.values())
     finally:
         group.kill()
-
-
-def test_rendezvous_stores_listen_on_the_registered_address_only(tmp_path):
-    """Ray is on loopback in tests: no trainer socket may listen on another address."""
-    from rlhf.startup.roles import create_generators
-    from rlhf.sync import make_transport
-
-    cfg = RLConfig()
-    cfg.trainer.num_workers, cfg.trainer.cpus_per_worker = 2, 0.5
-    cfg.generator.weight_sync, cfg.generator.cpus_per_worker = "broadcast", 0.5
-    path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
-    trainers = create_trainers(cfg, path, OptimSettings(lr=1e-3, micro_batch_size=2))
-    generators = create_generators(cfg, cfg.generator, path)
-    try:
-        make_transport(cfg.generator, trainers, generators).sync(trainers, generators, version=1)  # its group too
-        pids = trainers.each(lambda t: t.__ray_call__.remote(lambda _: os.getpid()))
-        listening = [c.laddr for pid in pids for c in psutil.Process(pid).net_connections("inet")
-                     if c.status == psutil.CONN_LISTEN]
-        assert listening  # the stores (and gloo) listen somewhere
-        for addr in listening:
-            ip = ipaddress.ip_address(addr.ip)
-            ip = ip.ipv4_mapped or ip if isinstance(ip, ipaddress.IPv6Address) else ip
-            assert ip.is_loopback, f"a trainer listens on {addr.ip}:{addr.port}"
-    finally:
-        trainers.kill()
-        generators.kill()

@@ -63,7 +63,26 @@ def test_generator_matches_trainer_after_sync(ray_local, tmp_path, world, stage,
             assert stats.num_bytes == ray.get(trainers.actors[0].weights_nbytes.remote())
             if transport == "broadcast":
                 assert len(sync.plan) > 10  # many buckets
+                _assert_trainers_listen_on_loopback_only(trainers)  # the DeepSpeed and broadcast stores
                 generators.restart(gens - 1)  # a new actor: the next sync forms a new group
     finally:
         trainers.kill()
         generators.kill()
+
+
+def _assert_trainers_listen_on_loopback_only(trainers) -> None:
+    """Ray is on loopback in tests: no trainer socket may listen on another address (the
+    rendezvous stores bind to the registered address, never to all interfaces)."""
+    import ipaddress
+    import os
+
+    import psutil
+
+    pids = trainers.each(lambda t: t.__ray_call__.remote(lambda _: os.getpid()))
+    listening = [c.laddr for pid in pids for c in psutil.Process(pid).net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert listening  # the stores (and gloo) listen somewhere
+    for addr in listening:
+        ip = ipaddress.ip_address(addr.ip)
+        ip = (ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else ip
+        assert ip.is_loopback, f"a trainer listens on {addr.ip}:{addr.port}"
