@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of benchmarks/README.md, one part per call (each fits a 10-minute call on
 # one H100). Results: JSON lines and logs under $OUT (default benchmarks/results).
-#   bash benchmarks/gpu_suite.sh tests|sync|mfu|grpo|offpolicy
+#   bash benchmarks/gpu_suite.sh tests|sync|mfu|grpo|offpolicy|qlora
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
@@ -37,5 +37,7 @@ offpolicy)
       > "$OUT/offpolicy-k$k.log" 2>&1
     tail -1 "$OUT/offpolicy-k$k.log"; cp "$OUT/runs/qwen05-k$k/summary.json" "$OUT/offpolicy-k$k-summary.json"
   done ;;
+qlora)  # trainer peak memory: full fine-tuning, LoRA, QLoRA (needs bitsandbytes)
+  OUT="$OUT" bash benchmarks/qlora_memory.sh | tee -a "$OUT/qlora.jsonl" ;;
 *) echo "unknown part $1" >&2; exit 2 ;;
 esac

@@ -45,6 +45,8 @@ def run_rl(cfg, recipe: str, loop_cls: type = RLLoop) -> dict:
                 tracker.log({"event": "resumed", "checkpoint": str(resume_from), "step": loop.step_idx})
                 log.info("resumed from %s at step %d", resume_from, loop.step_idx)
             else:
+                if cfg.model.quantization != "none":  # generators hold the full base; the policy is its 4-bit copy
+                    loop.sync()
                 tracker.log(loop.evaluate())
             _train(cfg, loop, tracker, run_dir, recipe)
             summary = {"recipe": recipe, "steps": cfg.run.steps, "wall_s": round(time.perf_counter() - t0, 1),

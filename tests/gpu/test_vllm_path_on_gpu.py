@@ -43,13 +43,17 @@ def _roles(extra):
             create_roles(cfg, warm_start(cfg, inputs.base_path, inputs.tokenizer)))
 
 
-@pytest.mark.parametrize("lora", [0, 8])
-def test_engine_logprobs_match_trainer_after_a_step_and_sync(lora):
+@pytest.mark.parametrize("lora,quant", [(0, "none"), (8, "none"), (8, "nf4")])
+def test_engine_logprobs_match_trainer_after_a_step_and_sync(lora, quant):
+    """`quant=nf4`: QLoRA, the trainer's base in 4 bits; the engine gets it dequantised and merged."""
     from rlhf.loops.rl import RLLoop
     from rlhf.sync import make_transport
 
+    if quant != "none":
+        pytest.importorskip("bitsandbytes")
     cfg, tok, train, evalset, roles = _roles(["warmstart.steps=50", "rollout.temperature=1.0",
-                                              f"model.lora_rank={lora}", "trainer.lr=1e-3"])
+                                              f"model.lora_rank={lora}", f"model.quantization={quant}",
+                                              "trainer.lr=1e-3"])
     try:
         transport = make_transport(cfg.generator, roles.trainers, roles.generators)
         assert type(transport).__name__ == "IPCTransport"  # trainer and generator share the GPU
@@ -63,7 +67,7 @@ def test_engine_logprobs_match_trainer_after_a_step_and_sync(lora):
         mask = batch["response_mask_BR"] > 0
         diff = (engine - trainer).abs()[mask]
         rollout_diff = (batch["rollout_logprobs_BR"] - trainer_before).abs()[mask]  # what vLLM sampled with
-        print(f"\nLoRA rank {lora}: engine vs trainer log-probs after sync (bf16): mean {diff.mean():.4f} max {diff.max():.4f}; "
+        print(f"\nLoRA rank {lora}, quantization {quant}: engine vs trainer log-probs after sync (bf16): mean {diff.mean():.4f} max {diff.max():.4f}; "
               f"sampling log-probs vs trainer: mean {rollout_diff.mean():.4f}; sync {metrics['sync/seconds']:.3f} s")
         moved = (engine - before).abs()[mask].mean()
         print(f"the update moved the engine's log-probs by {moved:.4f} on average")
