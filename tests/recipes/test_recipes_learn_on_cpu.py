@@ -88,7 +88,7 @@ def test_trained_reward_model_serves_ppo(tmp_path, reward_model):
 @pytest.mark.timeout(600)
 def test_orpo_raises_preference_accuracy_without_losing_the_task(tmp_path):
     """From the warm-started policy (the same cached warm start as PPO's), no reference model."""
-    s = orpo.main(COMMON + ["run.steps=20", "run.eval_every=20", "data.num_eval=100", f"run.output_dir={tmp_path}",
+    s = orpo.main(COMMON + ["run.steps=40", "run.eval_every=40", "data.num_eval=100", f"run.output_dir={tmp_path}",
                             "run.name=orpo"])
     assert s["pair_accuracy_after"] >= s["pair_accuracy_before"] + 0.1
     assert s["margin_after"] > s["margin_before"]  # the mean log odds ratio of chosen over rejected
@@ -98,7 +98,7 @@ def test_orpo_raises_preference_accuracy_without_losing_the_task(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_kto_separates_desirable_from_undesirable_without_losing_the_task(tmp_path):
-    s = kto.main(COMMON + ["run.steps=20", "run.eval_every=20", "data.num_eval=100", f"run.output_dir={tmp_path}",
+    s = kto.main(COMMON + ["run.steps=40", "run.eval_every=40", "data.num_eval=100", f"run.output_dir={tmp_path}",
                            "run.name=kto"])
     assert s["margin_before"] == 0  # the policy starts as the reference
     assert s["margin_after"] > 0.05 and s["reward_desirable_after"] > s["reward_undesirable_after"]
