@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlhf.config.base import ConfigError
-from rlhf.config.rl import PPOConfig, RLConfig
+from rlhf.config.ppo import PPOConfig
+from rlhf.config.rl import RLConfig
 from rlhf.config.supervised import DPOConfig, KTOConfig, ORPOConfig, RMConfig, SFTConfig
 
 RECIPE_TREES = {"sft": SFTConfig, "rm": RMConfig, "dpo": DPOConfig, "orpo": ORPOConfig, "kto": KTOConfig,
