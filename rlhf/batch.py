@@ -4,8 +4,9 @@ A batch is a plain dict of tensors (cheap to pickle through Ray), rows = sequenc
 
     input_ids_BT         long  [B, P+R]  prompt left-padded to P, then the response right-padded to R
     attention_mask_BT    long  [B, P+R]  1 on real prompt and response tokens
-    response_mask_BR     float [B, R]    1 on response tokens that enter the loss
-    rollout_logprobs_BR  float [B, R]    log-probs of the engine that sampled the response
+    response_mask_BR     float [B, R]    1 on response tokens that enter the loss (0 on observation tokens
+                                         of a multi-turn episode: only sampled tokens train)
+    rollout_logprobs_BR  float [B, R]    log-probs of the engine that sampled the response (0 where not sampled)
     old_logprobs_BR      float [B, R]    log-probs of the policy before this update (optional)
     ref_logprobs_BR      float [B, R]    log-probs of the frozen reference (only with a KL term)
     advantages_BR        float [B, R]    per-token advantages
@@ -16,20 +17,27 @@ Rows of one prompt's group are contiguous: rows [g*n, (g+1)*n) share prompt g.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
+
+from rlhf.packing import rl_micro_batches
 
 Batch = dict  # str -> Tensor, keys as above
 
 
 @dataclass
 class Completion:
-    """One sampled response: token ids (EOS included when it ended), per-token log-probs."""
+    """One sampled response, or one episode (`rlhf.envs`): token ids (EOS included when it ended),
+    per-token log-probs (0 on tokens not sampled), and for an episode which tokens the model
+    sampled (`loss_mask` 1) and which the environment wrote (0)."""
 
     token_ids: list[int]
     logprobs: list[float]
-    finished: bool  # ended with EOS (False: cut at max_new_tokens)
+    finished: bool  # ended with EOS / by the environment (False: cut at a token limit or max_turns)
     version: int = 0  # the policy version (optimizer steps) of the weights that sampled it
+    loss_mask: Optional[list[int]] = None  # None: every token was sampled
+    episode: Optional[dict] = None  # an episode's turns, tool calls and errors, environment reward and info
 
 
 def collate(prompt_ids: list[list[int]], completions: list[Completion], pad_id: int) -> Batch:
@@ -49,7 +57,7 @@ def collate(prompt_ids: list[list[int]], completions: list[Completion], pad_id: 
         if n:
             ids[i, P:P + n] = torch.tensor(c.token_ids)
             attn[i, P:P + n] = 1
-            resp_mask[i, :n] = 1
+            resp_mask[i, :n] = 1 if c.loss_mask is None else torch.tensor(c.loss_mask, dtype=torch.float32)
             rollout_lp[i, :n] = torch.tensor(c.logprobs, dtype=torch.float32)
     return {"input_ids_BT": ids, "attention_mask_BT": attn, "response_mask_BR": resp_mask,
             "rollout_logprobs_BR": rollout_lp}
@@ -82,18 +90,23 @@ def trim_padding(batch: Batch) -> Batch:
     return {k: (v[:, start:] if k.endswith("_BT") else v) for k, v in batch.items()}
 
 
-def update_shards(batch: Batch, world: int, mini_batches: int, epochs: int) -> tuple[list[list[Batch]], list[dict]]:
-    """Each rank's shard of every mini-batch of every epoch (padding trimmed), and each
-    mini-batch's global token/sequence counts: the loss normalisers that make the shards'
-    losses add up to the mini-batch's."""
-    per_rank: list[list[Batch]] = [[] for _ in range(world)]
+def update_shards(batch: Batch, world: int, mini_batches: int, epochs: int, max_tokens: int,
+                  pad_id: int) -> tuple[list[list[list[Batch]]], list[dict]]:
+    """Each rank's packed micro-batches (`rlhf.packing`) of every mini-batch of every epoch, and
+    each mini-batch's global token/sequence counts: the loss normalisers that make the
+    micro-batches' losses add up to the mini-batch's however its rows are spread."""
+    planned = []
+    for mb in split_rows(batch, mini_batches):
+        mask = mb["response_mask_BR"]
+        count = {"num_tokens": float(mask.sum()), "num_seqs": float((mask.sum(1) > 0).sum())}
+        planned.append((rl_micro_batches(mb, world, max_tokens, pad_id)[0], count))
+    per_rank: list[list[list[Batch]]] = [[] for _ in range(world)]
     counts = []
     for _ in range(epochs):
-        for mb in split_rows(batch, mini_batches):
-            mask = mb["response_mask_BR"]
-            counts.append({"num_tokens": float(mask.sum()), "num_seqs": float((mask.sum(1) > 0).sum())})
-            for rank, shard in enumerate(split_rows(mb, world)):
-                per_rank[rank].append(trim_padding(shard))
+        for shards, count in planned:
+            counts.append(count)
+            for rank, micro_batches in enumerate(shards):
+                per_rank[rank].append(micro_batches)
     return per_rank, counts
 
 

@@ -20,18 +20,24 @@ def load_reward(spec: str) -> RewardFn:
             raise RewardSpecError(f"unknown reward {spec!r}; registered: {', '.join(registered_rewards())} "
                                   f"(or give package.module:function or path/file.py:function)")
         return found
-    target, attr = spec.rsplit(":", 1)
-    module = _load_file(target, spec) if target.endswith(".py") else _import(target, spec)
-    if not hasattr(module, attr):
-        names = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
-        raise RewardSpecError(f"reward {spec!r}: {target} has no function {attr!r} (it has: {', '.join(names)})")
-    fn = getattr(module, attr)
-    name = getattr(fn, "__reward_name__", attr)
+    fn = load_object(spec, "reward", "function", RewardSpecError)
+    name = getattr(fn, "__reward_name__", spec.rsplit(":", 1)[1])
     existing = registered(name)
     if existing is not None and existing.fn is fn:
         return existing
     return make_reward_fn(fn, name, getattr(fn, "__reward_batched__", False), spec,
                           getattr(fn, "__reward_needs_any__", ()))
+
+
+def load_object(spec: str, kind: str, what: str, error: type) -> object:
+    """The object a `package.module:name` or `path/file.py:name` spec names (shared by every
+    extension point selected this way); failures raise `error` with a message naming `kind`."""
+    target, attr = str(spec).strip().rsplit(":", 1)
+    module = _load_file(target, spec, kind, error) if target.endswith(".py") else _import(target, spec, kind, error)
+    if not hasattr(module, attr):
+        names = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
+        raise error(f"{kind} {spec!r}: {target} has no {what} {attr!r} (it has: {', '.join(names)})")
+    return getattr(module, attr)
 
 
 def absolute_spec(spec: str) -> str:
@@ -43,18 +49,18 @@ def absolute_spec(spec: str) -> str:
     return spec
 
 
-def _import(module: str, spec: str):
+def _import(module: str, spec: str, kind: str, error: type):
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        raise RewardSpecError(f"reward {spec!r}: cannot import module {module!r} ({e})") from None
+        raise error(f"{kind} {spec!r}: cannot import module {module!r} ({e})") from None
 
 
-def _load_file(path: str, spec: str):
+def _load_file(path: str, spec: str, kind: str, error: type):
     p = Path(path).expanduser().resolve()
     if not p.is_file():
-        raise RewardSpecError(f"reward {spec!r}: file not found: {p}")
-    name = f"rlhf_user_reward_{abs(hash(str(p)))}"
+        raise error(f"{kind} {spec!r}: file not found: {p}")
+    name = f"rlhf_user_{kind}_{abs(hash(str(p)))}"
     if name in sys.modules:
         return sys.modules[name]
     module_spec = importlib.util.spec_from_file_location(name, p)
@@ -64,7 +70,7 @@ def _load_file(path: str, spec: str):
         module_spec.loader.exec_module(module)
     except BaseException as e:  # noqa: BLE001  (SystemExit and KeyboardInterrupt at import too)
         del sys.modules[name]
-        raise RewardSpecError(f"reward {spec!r}: importing {p} failed: {type(e).__name__}: {e}") from None
+        raise error(f"{kind} {spec!r}: importing {p} failed: {type(e).__name__}: {e}") from None
     return module
 
 
