@@ -30,7 +30,13 @@ def content_key(*parts) -> str:
 
 
 def check_model_path(path: str) -> None:
-    """A local directory with config.json, or a hub-style name (`org/name`) when no such directory exists."""
+    """A local directory with config.json, a readable `.gguf` file (converted by `rlhf.gguf`), or a
+    hub-style name (`org/name`) when no such directory exists."""
+    from rlhf.gguf import check_gguf, is_gguf
+
+    if is_gguf(path):
+        check_gguf(path)
+        return
     p = Path(path).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():

