@@ -21,13 +21,15 @@ class EvalSettings:
 
 
 def held_out_metrics(rollouts, evalset: PromptSet, s: EvalSettings) -> dict:
-    """`eval/accuracy`: the weighted eval score of greedy completions; with `s.samples = n` also
-    avg@n (mean score of n samples per prompt) and pass@k (Chen et al. 2021), a sample passing
-    when its score is >= 1."""
+    """`eval/accuracy`: the weighted eval score of greedy completions, and each eval reward's own
+    metrics on them (`eval/<fn>/mean`, `eval/math_verify/format_rate`, ...); with `s.samples = n`
+    also avg@n (mean score of n samples per prompt) and pass@k (Chen et al. 2021), a sample
+    passing when its score is >= 1."""
     completions = rollouts.generate(evalset, SamplingSettings(1, 0.0, 1.0, s.max_new_tokens, seed=0))
-    scores, _ = rollouts.score(evalset, completions, 1, split="eval")
+    scores, reward_metrics = rollouts.score(evalset, completions, 1, split="eval")
     lengths = sum(len(c.token_ids) for c in completions) / max(1, len(completions))
     out = {"eval/accuracy": float(scores.mean()), "eval/response_length": lengths}
+    out |= {"eval/" + k.removeprefix("reward/"): v for k, v in reward_metrics.items()}
     n = s.samples
     if n:
         # one fixed seed: every evaluation draws with the same noise, so curves compare policies

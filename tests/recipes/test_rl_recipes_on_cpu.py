@@ -33,13 +33,16 @@ def test_dapo_end_to_end(tmp_path):
     for key in ("actor/pg_loss", "actor/clipfrac_high", "dynamic_sampling/gen_batches",
                 "dynamic_sampling/filtered_frac", "timing/generate_s", "timing/reward_s", "timing/update_s",
                 "timing/step_s", "sync/seconds",
-                "reward/math_verify/mean", "reward/overlong_penalty"):
+                "reward/math_verify/mean", "reward/math_verify/format_rate", "reward/overlong_penalty"):
         assert key in steps[-1], key
     assert "actor/kl_loss" not in steps[-1]  # DAPO has no KL term
     evals = [r for r in records if "eval/accuracy" in r]
     assert len(evals) == 2  # before and after
     for r in evals:  # binary scores: pass@1 is the mean score; pass@k cannot fall as k grows
         assert r["eval/pass@1"] == pytest.approx(r["eval/avg@4"]) and r["eval/pass@4"] >= r["eval/pass@1"]
+        # the one eval reward's own metrics on the greedy completions: its mean is the accuracy
+        assert r["eval/math_verify/mean"] == pytest.approx(r["eval/accuracy"])
+        assert 0.0 <= r["eval/math_verify/format_rate"] <= r["eval/math_verify/has_answer"] <= 1.0
     assert (run / "curves.png").stat().st_size > 1000
     before, after = _weights(Path(summary["model_path"])), _weights(run / "policy")
     changed = [k for k in before if not torch.equal(before[k], after[k])]

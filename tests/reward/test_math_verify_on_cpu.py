@@ -52,7 +52,49 @@ def test_table_is_large_enough():
 
 
 def test_no_answer_is_flagged():
-    assert MV("", "nothing here", answer="3") == {"score": 0.0, "has_answer": 0.0}
+    assert MV("", "nothing here", answer="3") == {"score": 0.0, "has_answer": 0.0, "format_rate": 0.0}
+
+
+# (completion, gold, lenient score, strict score, has the requested form: a non-empty last \boxed{})
+STRICT_CASES = [
+    ("so \\boxed{72}", "72", 1.0, 1.0, 1.0),
+    ("The answer is 72.", "72", 1.0, 0.0, 0.0),  # stated, not boxed
+    ("She has 48 + 24 = 72", "#### 72", 1.0, 0.0, 0.0),  # a bare last number
+    ("\\boxed{70}", "72", 0.0, 0.0, 1.0),  # the right form, a wrong value
+    ("The answer is 71.", "72", 0.0, 0.0, 0.0),
+    ("first \\boxed{72}, checked with 9 * 8", "72", 1.0, 1.0, 1.0),  # a later bare number does not displace it
+    ("\\boxed{71}, so the answer is 72", "72", 0.0, 0.0, 1.0),  # the box wins in both modes
+    ("\\boxed{} the answer is 72", "72", 1.0, 0.0, 0.0),  # an empty box is no answer
+    ("\\boxed{72", "72", 1.0, 0.0, 0.0),  # an unclosed box is no answer either
+    ("\\boxed{\\frac{1}{2}}", "0.5", 1.0, 1.0, 1.0),
+]
+STRICT = load_reward("math_verify_strict")
+
+
+@pytest.mark.parametrize("completion,gold,lenient,strict,form", STRICT_CASES)
+def test_strict_counts_only_the_last_box(completion, gold, lenient, strict, form):
+    lenient_out, strict_out = MV("p", completion, answer=gold), STRICT("p", completion, answer=gold)
+    assert (lenient_out["score"], strict_out["score"]) == (lenient, strict)
+    assert lenient_out["format_rate"] == strict_out["format_rate"] == form
+    assert strict_out["has_answer"] == form  # strict finds an answer exactly when the form is there
+
+
+def test_strict_and_lenient_differ_exactly_where_the_box_is_missing():
+    for completion, gold, lenient, strict, form in STRICT_CASES:
+        assert (lenient != strict) == (lenient == 1.0 and not form), completion
+
+
+def test_format_rate_is_the_share_of_boxed_completions_in_a_batch():
+    from rlhf.reward import RewardRunner
+
+    completions = [c for c, *_ in STRICT_CASES]
+    with RewardRunner(["math_verify_strict", "math_verify"], num_workers=0) as runner:
+        total, metrics = runner.score(["p"] * len(completions), completions, {"answer": [g for _, g, *_ in STRICT_CASES]})
+    # 5 of the 10 have a non-empty last box; strict scores 3 of 10, lenient 7 of 10
+    assert metrics["reward/math_verify_strict/format_rate"] == metrics["reward/math_verify/format_rate"] == 0.5
+    assert metrics["reward/math_verify_strict/mean"] == pytest.approx(0.3)
+    assert metrics["reward/math_verify/mean"] == pytest.approx(0.7)
+    assert total == [lenient + strict for _, _, lenient, strict, _ in STRICT_CASES]
 
 
 def test_extraction_helpers():

@@ -72,19 +72,43 @@ class _QuietTimeoutWarning(logging.Filter):
 _quiet = _QuietTimeoutWarning()
 
 
-@reward("math_verify", needs_any=("answer", "solution"))
-def math_verify(prompt: str, completion: str, answer=None, solution=None, **_) -> dict:
-    """1.0 when the completion's final answer equals the gold (`answer` or `solution` column)
-    by math-verify's symbolic comparison. Its alarm-based timeouts are off (they only work
-    on a main thread); the reward runner enforces the time limit instead."""
+def _quiet_math_verify_logs() -> None:
     for name in ("math_verify", "math_verify.parser", "math_verify.grader", "math_verify.utils"):
         logging.getLogger(name).addFilter(_quiet)
+
+
+def _score(pred: Optional[str], gold: str) -> float:
+    if pred is None:
+        return 0.0
+    ok = verify(parse(_math(gold), parsing_timeout=None), parse(_math(pred), parsing_timeout=None),
+                timeout_seconds=None)
+    return 1.0 if ok else 0.0
+
+
+def _judge(completion: str, answer, solution, strict: bool) -> dict:
+    """The score and two rates to log: `has_answer` (an answer was found: the last \\boxed{} in
+    strict mode, any of the lenient forms otherwise) and `format_rate` (the completion has the
+    requested form, a non-empty last \\boxed{}, whichever mode scores it)."""
+    _quiet_math_verify_logs()
     gold = gold_answer(answer, solution)
     if gold is None:
         raise ValueError("math_verify needs an `answer` or `solution` column")
-    pred = extract_answer(completion)
-    if pred is None:
-        return {"score": 0.0, "has_answer": 0.0}
-    ok = verify(parse(_math(gold), parsing_timeout=None), parse(_math(pred), parsing_timeout=None),
-                timeout_seconds=None)
-    return {"score": 1.0 if ok else 0.0, "has_answer": 1.0}
+    boxed = last_boxed(completion) or None  # an empty \boxed{} holds no answer
+    pred = boxed if strict else extract_answer(completion)
+    return {"score": _score(pred, gold), "has_answer": float(pred is not None), "format_rate": float(boxed is not None)}
+
+
+@reward("math_verify", needs_any=("answer", "solution"))
+def math_verify(prompt: str, completion: str, answer=None, solution=None, **_) -> dict:
+    """1.0 when the completion's final answer (the last \\boxed{}, else "the answer is X", else the
+    last number) equals the gold (`answer` or `solution` column) by math-verify's symbolic
+    comparison. Its alarm-based timeouts are off (they only work on a main thread); the reward
+    runner enforces the time limit instead."""
+    return _judge(completion, answer, solution, strict=False)
+
+
+@reward("math_verify_strict", needs_any=("answer", "solution"))
+def math_verify_strict(prompt: str, completion: str, answer=None, solution=None, **_) -> dict:
+    """As `math_verify`, but only the requested form counts: the last \\boxed{}. A completion
+    without one scores 0 however right its last number or "the answer is X" is."""
+    return _judge(completion, answer, solution, strict=True)
