@@ -156,7 +156,7 @@ class VLLMEngine:
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False)
         out = torch.zeros(len(prompts), R)
         for i, (o, ids) in enumerate(zip(outs, prompts)):
-            n = int(batch["response_mask_BR"][i].sum())
+            n = int(batch["attention_mask_BT"][i, -R:].sum())  # response tokens, observations of an episode too
             scored = o.prompt_logprobs  # [None, {tok: Logprob}, ...], one entry per prompt token
             out[i, :n] = torch.tensor([scored[len(ids) - n + j][ids[len(ids) - n + j]].logprob for j in range(n)])
         return out

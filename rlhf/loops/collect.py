@@ -15,6 +15,7 @@ import torch
 
 from rlhf.algorithms import groups_with_signal, overlong_penalty
 from rlhf.batch import Completion, collate, num_rows
+from rlhf.envs import episode_metrics
 from rlhf.metrics import mean_dicts
 
 
@@ -62,19 +63,21 @@ def collect_batch(cfg, rollouts, next_request: Callable, pad_id: int, version: i
 
 
 def _shape(cfg, scores: torch.Tensor, completions: list[Completion]):
-    """DAPO's overlong reward shaping (eq. 13), when on."""
+    """DAPO's overlong reward shaping (eq. 13), when on; L_max is the episode's token budget
+    (`rollout.max_new_tokens` single-turn)."""
     o = cfg.algorithm.overlong
     if not o.shaping:
         return scores, {}
     lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
-    penalty = overlong_penalty(lengths, max_len=cfg.rollout.max_new_tokens, cache_len=o.cache_len,
+    penalty = overlong_penalty(lengths, max_len=cfg.rollout.episode_tokens(), cache_len=o.cache_len,
                                penalty_factor=o.penalty_factor)
     return scores + penalty, {"reward/overlong_penalty": float(penalty.mean())}
 
 
 def _response_metrics(batch: dict, scores: torch.Tensor, completions: list[Completion]) -> dict:
     lengths = torch.tensor([len(c.token_ids) for c in completions], dtype=torch.float32)
-    return {"reward/mean": float(scores.mean()), "reward/std": float(scores.std()),
-            "response/length_mean": float(lengths.mean()), "response/length_max": float(lengths.max()),
-            "response/truncated_frac": float(sum(not c.finished for c in completions) / len(completions)),
-            "batch/sequences": num_rows(batch), "batch/loss_tokens": float(batch["response_mask_BR"].sum())}
+    metrics = {"reward/mean": float(scores.mean()), "reward/std": float(scores.std()),
+               "response/length_mean": float(lengths.mean()), "response/length_max": float(lengths.max()),
+               "response/truncated_frac": float(sum(not c.finished for c in completions) / len(completions)),
+               "batch/sequences": num_rows(batch), "batch/loss_tokens": float(batch["response_mask_BR"].sum())}
+    return metrics | episode_metrics(completions)  # tools/calls, tools/use_rate, ... of multi-turn episodes

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from rlhf.actors.generator import SamplingSettings
 from rlhf.data.prompts import PromptSet
+from rlhf.envs import episode_metrics
 from rlhf.metrics import pass_at_k
 
 
@@ -29,6 +30,7 @@ def held_out_metrics(rollouts, evalset: PromptSet, s: EvalSettings) -> dict:
     scores, reward_metrics = rollouts.score(evalset, completions, 1, split="eval")
     lengths = sum(len(c.token_ids) for c in completions) / max(1, len(completions))
     out = {"eval/accuracy": float(scores.mean()), "eval/response_length": lengths}
+    out |= episode_metrics(completions, prefix="eval/")
     out |= {"eval/" + k.removeprefix("reward/"): v for k, v in reward_metrics.items()}
     n = s.samples
     if n:

@@ -51,8 +51,9 @@ class Rollouts:
         gens = self.roles.generators
         k, s = len(gens), req.settings
         req.chunks = [c for c in (list(range(len(req.prompts)))[i::k] for i in range(k)) if c]
+        rows = req.prompts.rows()  # a multi-turn environment starts its episodes from them
         req.refs = [gens.actors[j].generate.remote([req.prompts.prompt_ids[i] for i in chunk],
-                                                   dataclasses.replace(s, seed=s.seed + j))
+                                                   dataclasses.replace(s, seed=s.seed + j), [rows[i] for i in chunk])
                     for j, chunk in enumerate(req.chunks)]
         return req
 
@@ -87,8 +88,10 @@ class Rollouts:
         return self.wait(GenerationRequest(prompts, None, s))
 
     def score(self, prompts: PromptSet, completions: list[Completion], n: int, split: str = "train"):
-        """Rewards of every completion (rule rewards on the reward actors, plus the reward model's
-        weighted score on training samples), and their metrics."""
+        """Rewards of every completion (rule rewards on the reward actors, plus an environment's
+        own episode reward, plus the reward model's weighted score on training samples), and
+        their metrics. A multi-turn episode is scored on its whole response text, observations
+        included, as the model read it."""
         texts = [self.tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
         rep = lambda xs: [x for x in xs for _ in range(n)]  # noqa: E731  (one entry per completion)
         prompts_rep = rep(prompts.prompts)
@@ -105,6 +108,11 @@ class Rollouts:
                                             [lengths[i] for i in p], [truncated[i] for i in p], split), parts))
         scores = torch.tensor([s for r, _ in results for s in r], dtype=torch.float32)
         metrics = combine_reward_metrics([m for _, m in results], [len(p) for p in parts])
+        env_rewards = [c.episode["reward"] if c.episode else None for c in completions]
+        if any(r is not None for r in env_rewards):  # an environment's own reward adds to the functions'
+            env_B = torch.tensor([r or 0.0 for r in env_rewards], dtype=torch.float32)
+            scores = scores + env_B
+            metrics["reward/env/mean"] = float(env_B.mean())
         if self.roles.reward_model is not None and split == "train":
             with self.timer.timed("reward_model"):
                 (rm,) = self.roles.reward_model.each(lambda a: a.score.remote(prompts_rep, texts))

@@ -1,5 +1,6 @@
-"""The inputs of an RL run, checked before any actor starts: model, prompts, reward functions
-(imported in a child process first), and every row against the columns the rewards read."""
+"""The inputs of an RL run, checked before any actor starts: model, prompts (rendered as the
+environment starts its episodes, with its tools' schemas), reward functions (imported in a
+child process first), and every row against the columns the rewards read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 
 from rlhf.data.files import DataError
 from rlhf.data.prompts import PromptSet, build_prompt_set, load_rows
+from rlhf.envs import env_task, load_environment, tool_schemas
 from rlhf.startup.model import base_model
 
 log = logging.getLogger(__name__)
@@ -32,11 +34,13 @@ def rl_inputs(cfg) -> RLInputs:
         probe_reward(spec)
         fns[spec] = load_reward(spec)
     out = RLInputs(base, tokenizer, None, None)
+    env_cls = load_environment(cfg.rollout.env)
+    tools = tool_schemas(env_cls.tools) or None
     for split in ("train", "eval"):
-        rows, source = load_rows(cfg.data, split)
+        rows, source = load_rows(cfg.data, split, env_task(cfg))
         if split == "eval":
             rows = rows[:cfg.data.num_eval]
-        prompts = build_prompt_set(rows, tokenizer, cfg.data, source)
+        prompts = build_prompt_set(rows, tokenizer, cfg.data, source, env_cls().start, tools)
         keep = complete_rows(prompts, fns, source, cfg.data.skip_incomplete_rows)
         if len(keep) < len(prompts):
             out.skipped_rows[split] = len(prompts) - len(keep)

@@ -13,6 +13,7 @@ from rlhf.actors.group import ActorGroup
 from rlhf.batch import MicroBatching, micro_batching
 from rlhf.models import lora_settings
 from rlhf.quantization import quantization_settings
+from rlhf.reward.loading import absolute_spec
 
 
 def optim_settings(cfg, layout: MicroBatching, lr: float, warmup_steps: int, decay_steps: int = 0) -> OptimSettings:
@@ -54,13 +55,22 @@ def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: Optional[ty
     return group
 
 
-def create_generators(cfg, g, model_path: str, placement=None) -> ActorGroup:
-    """Generators as section `g` (a `GeneratorConfig`) describes them."""
+def create_generators(cfg, g, model_path: str, placement=None, rollout=None) -> ActorGroup:
+    """Generators as section `g` (a `GeneratorConfig`) describes them, running the episodes of
+    from rlhf.envs import EpisodeSettings
+
+    env, episodes = "single_turn", None
+    if rollout is not None:
+        env = rollout.env
+        episodes = EpisodeSettings(rollout.max_turns, rollout.episode_tokens(), rollout.tool_timeout_s,
+                                   rollout.tool_memory_mb)
+    section `rollout`'s environment (None: single-turn)."""
     from rlhf.actors.generator import Generator
 
     return ActorGroup(
         Generator, g.num_workers, name="generator", num_cpus=g.cpus_per_worker, num_gpus=g.gpus_per_worker,
         placement=placement,
+                                 env=absolute_spec(env), episodes=episodes,
         kwargs=lambda rank: dict(model_path=model_path, backend=g.backend, dtype=cfg.model.dtype,
                                  seed=cfg.run.seed, threads=cfg.run.torch_threads, rank=rank,
                                  vllm=dict(tensor_parallel_size=g.tensor_parallel_size,
@@ -154,7 +164,8 @@ def create_roles(cfg, model_path: str) -> Roles:
     optim = optim_settings(cfg, rl_layout(cfg), cfg.trainer.lr, cfg.trainer.warmup_steps)
     return Roles(
         trainers=create_trainers(cfg, model_path, optim, placement=slots.get("trainer"), lora=True),
-        generators=create_generators(cfg, cfg.generator, model_path, placement=slots.get("generator")),
+        generators=create_generators(cfg, cfg.generator, model_path, placement=slots.get("generator"),
+                                     rollout=cfg.rollout),
         rewards=create_rewards(cfg.reward),
         reference=create_reference(cfg, model_path, slots.get("reference")) if need.reference else None,
         critic=create_critic(cfg, model_path, slots.get("critic")) if need.critic else None,
