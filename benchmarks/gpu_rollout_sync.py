@@ -127,7 +127,7 @@ def sync(a) -> dict:
     gens = ActorGroup(Generator, 1, name="generator", num_gpus=0.5, kwargs=lambda r: dict(
         model_path=path, backend="vllm", dtype="bfloat16", vllm=dict(gpu_memory_utilization=0.3)))
     transport = make_transport(GeneratorConfig(weight_sync=a.transport, sync_bucket_mb=a.bucket_mb), trainers, gens)
-    stats = [transport.sync(trainers, gens, v) for v in range(1, 6)]
+    stats = [transport.sync(trainers, gens, v) for v in range(1, 7)]  # the first apart, the median of 5
     seconds = sorted(s.seconds for s in stats[1:])
     nbytes = stats[-1].num_bytes
     seq = {"input_ids_BT": torch.tensor([prompts(1, 64)[0]]), "attention_mask_BT": torch.ones(1, 64, dtype=torch.long),
@@ -136,7 +136,9 @@ def sync(a) -> dict:
     return {"mode": "sync", "size": a.size, "transport": type(transport).__name__, "bucket_mb": a.bucket_mb,
             "bytes": nbytes, "seconds_median": statistics.median(seconds), "seconds_min": seconds[0],
             "seconds_first": stats[0].seconds, "effective_GBps": nbytes / statistics.median(seconds) / 1e9,
-            "logprob_max_abs_diff": float((engine - trainer).abs().max())} | copy_bandwidth(nbytes)
+            "logprob_max_abs_diff": float((engine - trainer).abs().max()),
+            "phases_median_s": {k: statistics.median(st.phases[k] for st in stats[1:]) for k in stats[-1].phases}
+            } | copy_bandwidth(nbytes)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,21 @@ case "${1:?part}" in
 tests)
   py -m pytest -q -s tests/gpu 2>&1 | tee "$OUT/tests.log" | grep -E "LoRA|moved|DAPO|0.5B|passed|failed|Error" ;;
 sync)
-  for size in 0.5b 1.5b 3b; do
-    py benchmarks/gpu_rollout_sync.py sync --size "$size" 2>"$OUT/sync-$size.log" | tail -1 | tee -a "$OUT/sync.jsonl"
+  for args in "--size 1.5b --bucket-mb 512" "--size 1.5b --bucket-mb 4096" "--size 0.5b --bucket-mb 4096"; do
+    py benchmarks/gpu_rollout_sync.py sync $args 2>>"$OUT/sync.log" | tail -1 | tee -a "$OUT/sync.jsonl"
   done ;;
-mfu)
-  for args in "--size 0.5b --zero-stage 2 --packing true" "--size 0.5b --zero-stage 2 --packing false" \
-              "--size 0.5b --zero-stage 3 --packing true" "--size 1.5b --zero-stage 2 --packing true" \
-              "--size 1.5b --zero-stage 3 --packing true"; do
+mfu)  # the packed trainer (token budgets, attention kernels) next to a plain HF loop, same session
+  for size in 0.5b 1.5b; do
+    py benchmarks/hf_baseline.py --size $size 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+  done
+  for args in "--size 0.5b --zero-stage 2 --max-tokens 16384" "--size 0.5b --zero-stage 2 --max-tokens 32768" \
+              "--size 0.5b --zero-stage 2 --packing false" "--size 0.5b --zero-stage 3 --max-tokens 16384" \
+              "--size 1.5b --zero-stage 2 --max-tokens 16384" "--size 1.5b --zero-stage 3 --max-tokens 16384"; do
     py benchmarks/trainer_mfu.py $args 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+  done
+  for attn in flex_attention sdpa; do  # the kernel on packed rows (flash-attn is not in the carried wheels)
+    RLHF_ATTENTION=$attn py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 16384 \
+      2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
   done ;;
 grpo)
   for fw in ours trl; do

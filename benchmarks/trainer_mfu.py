@@ -1,11 +1,14 @@
 """GPU: tokens/s and model FLOPs utilisation (MFU) of the DeepSpeed trainer's update, on a
 Qwen2.5-sized model (random weights), bf16, one GPU.
 
-    python benchmarks/trainer_mfu.py --size 0.5b --zero-stage 2 --packing true   # one JSON line
+    python benchmarks/trainer_mfu.py --size 0.5b --zero-stage 2 --max-tokens 16384   # one JSON line
+    python benchmarks/trainer_mfu.py --size 0.5b --packing false --micro-batch 4     # padded rows
+    RLHF_ATTENTION=flex_attention python benchmarks/trainer_mfu.py ...               # attention kernel
 
 The batch is examples of random lengths (uniform in [--min-len, --max-len], 1/4 prompt and
-3/4 response, as in SFT/RL updates): padded one example per row, or packed into rows of
---max-len tokens. Tokens/s counts real tokens only. FLOPs per token: 6 N (forward and
+3/4 response, as in SFT/RL updates): packed end to end into token-budget micro-batches of
+--max-tokens (`rlhf.packing`, the trainers' layout), or padded --micro-batch rows per forward.
+Tokens/s counts real tokens only. FLOPs per token: 6 N (forward and
 backward through the N parameters, the tied output projection counted once) plus
 attention 6 L d s (causal: half of 12 L d s), where s is
 the mean example length (Kaplan et al. 2020; Chowdhery et al. 2022, appendix B).
@@ -50,21 +53,18 @@ def examples(n: int, lo: int, hi: int, seed: int = 0) -> list[tuple[list[int], i
 def main(a) -> dict:
     from rlhf.actors.deepspeed_rank import OptimSettings
     from rlhf.actors.policy_trainer import PolicyTrainer
-    from rlhf.data.sequences import sequence_batch
+    from rlhf.data.examples import sft_micro_batches
 
     path = build(a.size)
     exs = examples(a.examples, a.min_len, a.max_len)
-    batch = sequence_batch(exs, pad_id=0, packing=a.packing, max_len=a.max_len)
-    rows = batch["input_ids_BT"].shape[0]
-    micro = 1 if a.packing else a.micro_batch
-    trainer = PolicyTrainer(path, OptimSettings(lr=1e-5, zero_stage=a.zero_stage, micro_batch_size=micro,
-                                                grad_accum=max(1, rows // micro),
+    shards, loss_tokens = sft_micro_batches(exs, 1, 0, a.packing, a.max_tokens, a.micro_batch)
+    batch = shards[0]
+    trainer = PolicyTrainer(path, OptimSettings(lr=1e-5, zero_stage=a.zero_stage,
                                                 gradient_checkpointing=a.gradient_checkpointing),
                             rank=0, world_size=1, dtype="bfloat16")
     trainer.init_distributed(*trainer.rendezvous())
     model = trainer.engine.module
     tokens = sum(len(ids) for ids, _ in exs)
-    loss_tokens = int(batch["loss_mask_BT"].sum())
     trainer.train_sft(batch, loss_tokens)  # warm-up (kernels, allocator, optimizer state)
     sync()
     t0 = time.perf_counter()
@@ -79,8 +79,9 @@ def main(a) -> dict:
     flops_per_token = 6 * n_params + 6 * cfg.num_hidden_layers * cfg.hidden_size * mean_len
     tps = tokens / seconds
     return {"size": a.size, "zero_stage": a.zero_stage, "packing": a.packing, "attention": cfg._attn_implementation,
-            "gradient_checkpointing": a.gradient_checkpointing, "examples": len(exs), "rows": rows,
-            "tokens_per_step": tokens, "padded_tokens_per_step": int(batch["input_ids_BT"].numel()),
+            "gradient_checkpointing": a.gradient_checkpointing, "examples": len(exs), "forwards": len(batch),
+            "max_tokens": a.max_tokens if a.packing else None, "micro_batch": None if a.packing else a.micro_batch,
+            "tokens_per_step": tokens, "padded_tokens_per_step": sum(int(mb["input_ids_BT"].numel()) for mb in batch),
             "step_seconds": seconds, "tokens_per_s": tps, "model_tflops": tps * flops_per_token / 1e12,
             "mfu": tps * flops_per_token / 1e12 / peak_tflops() if peak_tflops() else None, "params": n_params,
             "peak_memory_GiB": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
@@ -96,6 +97,7 @@ if __name__ == "__main__":
     p.add_argument("--min-len", type=int, default=256)
     p.add_argument("--max-len", type=int, default=2048)
     p.add_argument("--micro-batch", type=int, default=4)
+    p.add_argument("--max-tokens", type=int, default=16384)
     p.add_argument("--steps", type=int, default=3)
     args = p.parse_args()
     result = main(args) | {"device": device_name(), "date": time.strftime("%Y-%m-%d"),

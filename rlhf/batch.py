@@ -21,6 +21,8 @@ from typing import Optional
 
 import torch
 
+from rlhf.packing import rl_micro_batches
+
 Batch = dict  # str -> Tensor, keys as above
 
 
@@ -88,18 +90,23 @@ def trim_padding(batch: Batch) -> Batch:
     return {k: (v[:, start:] if k.endswith("_BT") else v) for k, v in batch.items()}
 
 
-def update_shards(batch: Batch, world: int, mini_batches: int, epochs: int) -> tuple[list[list[Batch]], list[dict]]:
-    """Each rank's shard of every mini-batch of every epoch (padding trimmed), and each
-    mini-batch's global token/sequence counts: the loss normalisers that make the shards'
-    losses add up to the mini-batch's."""
-    per_rank: list[list[Batch]] = [[] for _ in range(world)]
+def update_shards(batch: Batch, world: int, mini_batches: int, epochs: int, max_tokens: int,
+                  pad_id: int) -> tuple[list[list[list[Batch]]], list[dict]]:
+    """Each rank's packed micro-batches (`rlhf.packing`) of every mini-batch of every epoch, and
+    each mini-batch's global token/sequence counts: the loss normalisers that make the
+    micro-batches' losses add up to the mini-batch's however its rows are spread."""
+    planned = []
+    for mb in split_rows(batch, mini_batches):
+        mask = mb["response_mask_BR"]
+        count = {"num_tokens": float(mask.sum()), "num_seqs": float((mask.sum(1) > 0).sum())}
+        planned.append((rl_micro_batches(mb, world, max_tokens, pad_id)[0], count))
+    per_rank: list[list[list[Batch]]] = [[] for _ in range(world)]
     counts = []
     for _ in range(epochs):
-        for mb in split_rows(batch, mini_batches):
-            mask = mb["response_mask_BR"]
-            counts.append({"num_tokens": float(mask.sum()), "num_seqs": float((mask.sum(1) > 0).sum())})
-            for rank, shard in enumerate(split_rows(mb, world)):
-                per_rank[rank].append(trim_padding(shard))
+        for shards, count in planned:
+            counts.append(count)
+            for rank, micro_batches in enumerate(shards):
+                per_rank[rank].append(micro_batches)
     return per_rank, counts
 
 

@@ -8,8 +8,10 @@ from contextlib import contextmanager
 
 def combine_shards(shards: list[dict]) -> dict:
     """Losses add up over shards (each shard's loss uses the batch's global normalisers);
-    every other metric is averaged."""
+    every other metric is averaged. No shards (a rank with only empty micro-batches): {}."""
     out = {}
+    if not shards:
+        return out
     for k in shards[0]:
         vals = [m[k] for m in shards if k in m]
         out[k] = sum(vals) if k.endswith("_loss") else sum(vals) / len(vals)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from rlhf.algorithms import token_logprobs
+from rlhf.packing import packed_inputs, scatter_BR
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,11 @@ def apply_lora(model, rank: int, alpha: float, dropout: float, targets: list[str
 
 
 def attention_backend(device: str) -> str:
-    """FlashAttention-2 on GPU when the package is installed, else PyTorch SDPA (said once)."""
+    """FlashAttention-2 on GPU when the package is installed, else PyTorch SDPA (said once);
+    `RLHF_ATTENTION` (sdpa, flex_attention, flash_attention_2, eager) overrides, for benchmarks."""
+    chosen = os.environ.get("RLHF_ATTENTION")
+    if chosen:
+        return chosen
     if device == "cpu":
         return "sdpa"
     try:
@@ -176,6 +181,23 @@ def response_logprobs(model, input_ids_BT, attention_mask_BT, response_len: int,
     # logits at t predict token t+1: the R response tokens are predicted by positions [-R-1, -1)
     logits_BRV = out.logits[:, -response_len - 1:-1, :]
     return token_logprobs(logits_BRV, input_ids_BT[:, -response_len:], temperature=temperature)
+
+
+def packed_response_logprobs(model, mb: dict, device: str, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probs [b, R] of the response tokens of a packed RL micro-batch (`rlhf.packing`):
+    the logits of only the positions that predict them are computed (`logits_to_keep`)."""
+    keep = mb["response_positions_K"].to(device)
+    logits_1KV = model(**packed_inputs(mb, device), logits_to_keep=keep).logits
+    lp_K = token_logprobs(logits_1KV, mb["response_labels_K"].to(device)[None], temperature=temperature)[0]
+    return scatter_BR(lp_K, mb)
+
+
+def packed_token_values(model, mb: dict, device: str) -> torch.Tensor:
+    """The value head [b, R] of a packed RL micro-batch: for each response token, the head at
+    the position before it (the state it is sampled from)."""
+    hidden_1NH = model.base_model(**packed_inputs(mb, device)).last_hidden_state
+    values_K = model.score(hidden_1NH[0, mb["response_positions_K"].to(device)]).squeeze(-1).float()
+    return scatter_BR(values_K, mb)
 
 
 def load_value_model(path: str, dtype: torch.dtype, device: str = "cpu"):

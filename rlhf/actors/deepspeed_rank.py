@@ -33,8 +33,9 @@ class OptimSettings:
     grad_clip: float = 1.0
     zero_stage: int = 0
     offload: bool = False
-    micro_batch_size: int = 32
-    grad_accum: int = 1  # micro-batches per optimizer step on one rank
+    micro_batch_size: int = 32  # rows per forward of a padded (row-count) micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step on one rank, where a fixed number
+    max_tokens: int = 4096  # tokens per packed micro-batch a rank builds itself (`rlhf.packing`)
     gradient_checkpointing: bool = False
     warmup_steps: int = 0  # linear warmup from 0 to lr
     decay_steps: int = 0  # > 0: then decay linearly to 0 at this step; 0: constant after warmup
@@ -91,6 +92,21 @@ class DeepSpeedRank:
         for i in range(0, n, k):
             yield {key: v[i:i + k] for key, v in batch.items()}
 
+    def _accumulate(self, micro_batches: list, loss_of) -> tuple[float, list[dict]]:
+        """One optimizer step over `micro_batches`, however many there are (every rank gets the
+        same number): `loss_of(item)` gives a micro-batch's (loss, metrics or None), the loss
+        already normalised by the step's global count. Returns the gradient norm and the
+        metrics given (None for a micro-batch without data, e.g. `rlhf.packing.EMPTY`).
+        The last micro-batch is the accumulation boundary, whatever DeepSpeed's config counts."""
+        metrics = []
+        for i, item in enumerate(micro_batches):
+            self.engine.set_gradient_accumulation_boundary(i == len(micro_batches) - 1)
+            loss, m = loss_of(item)
+            grad_norm = self._backward_and_step(loss)
+            if m is not None:
+                metrics.append(m)
+        return grad_norm, metrics
+
     def _backward_and_step(self, loss: torch.Tensor) -> float:
         """Backward of a micro-batch's loss, already normalised by its global count; returns
         the gradient norm at an optimizer step (see `_step`)."""
@@ -99,16 +115,20 @@ class DeepSpeedRank:
 
     def _pair_step(self, micro_batches: list[dict], num_pairs: int, prefix: str, scores, pair_loss) -> dict:
         """One optimizer step of a preference loss. Micro-batch i holds k chosen rows then their
-        k rejected rows; `scores(mb)` gives one score per row, `pair_loss(i, chosen, rejected)`
-        the loss and metrics of micro-batch i's pairs; `num_pairs` is the step's global count."""
+        k rejected rows (of which `pairs_counted` count, where given: 0 in an empty micro-batch);
+        `scores(mb)` gives one score per row, `pair_loss(i, chosen, rejected)` the loss and
+        metrics of micro-batch i's pairs; `num_pairs` is the step's global count."""
         self.engine.train()
-        metrics = []
-        for i, mb in enumerate(micro_batches):
+        def loss_of(item):
+            i, mb = item
             s = scores(mb)
             k = len(s) // 2
+            counted = int(mb["pairs_counted"]) if "pairs_counted" in mb else k
             loss, m = pair_loss(i, s[:k], s[k:])
-            grad_norm = self._backward_and_step(loss * (k / num_pairs))
-            metrics.append({f"{prefix}/{key}": v for key, v in m.items()} | {f"{prefix}/loss": loss.item()})
+            metrics = {f"{prefix}/{key}": v for key, v in m.items()} | {f"{prefix}/loss": loss.item()}
+            return loss * (counted / num_pairs), (metrics if counted else None)
+
+        grad_norm, metrics = self._accumulate(list(enumerate(micro_batches)), loss_of)
         self.version += 1
         return combine_shards(metrics) | {f"{prefix}/grad_norm": grad_norm,
                                           f"{prefix}/skipped_steps": self._take_skips()}

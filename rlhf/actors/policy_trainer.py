@@ -13,8 +13,9 @@ from rlhf.algorithms import PolicyLossSettings, rl_objective, token_logprobs
 from rlhf.algorithms.preference import kto_loss, pair_loss
 from rlhf.data.sequences import model_inputs
 from rlhf.metrics import combine_shards, mean_dicts
-from rlhf.models import (apply_lora, attention_backend, load_causal_lm, response_logprobs, sequence_lengths,
+from rlhf.models import (apply_lora, attention_backend, load_causal_lm, packed_response_logprobs, sequence_lengths,
                          sequence_logps, uses_flash_attention)
+from rlhf.packing import gather_rows, rl_micro_batches
 from rlhf.quantization import load_quantized
 from rlhf.sync.endpoints import WeightSender
 
@@ -33,57 +34,61 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
     # ---- RL ----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def logprobs(self, batch: dict, temperature: float = 1.0) -> torch.Tensor:
-        """Log-probs of this rank's shard under the current policy (pi_old before an update)."""
+    def score(self, micro_batches: list[dict], temperature: float = 1.0) -> list[torch.Tensor]:
+        """Log-probs [b, R] of each packed RL micro-batch (`rlhf.packing`) under the current policy
+        (pi_old before an update); every rank gets the same number of micro-batches."""
         self.engine.eval()
-        R = batch["response_mask_BR"].shape[1]
-        out = [response_logprobs(self.engine, mb["input_ids_BT"].to(self.device),
-                                 mb["attention_mask_BT"].to(self.device), R, temperature).cpu()
-               for mb in self._micro(batch)]
-        return torch.cat(out)
+        return [packed_response_logprobs(self.engine, mb, self.device, temperature).cpu() for mb in micro_batches]
 
-    def train_rl(self, minibatches: list[dict], counts: list[dict], loss: PolicyLossSettings) -> dict:
-        """One optimizer step per mini-batch. `counts[i]` holds mini-batch i's global
-        `num_tokens` / `num_seqs`, making the per-shard losses add up to the full loss."""
+    def logprobs(self, batch: dict, temperature: float = 1.0) -> torch.Tensor:
+        """Log-probs [B, R] of a padded RL batch on this rank alone (packed by `optim.max_tokens`)."""
+        micro_batches, plan = rl_micro_batches(batch, 1, self.optim.max_tokens, pad_id=0)
+        return gather_rows([self.score(micro_batches[0], temperature)], plan, *batch["response_mask_BR"].shape)
+
+    def train_rl(self, minibatches: list[list[dict]], counts: list[dict], loss: PolicyLossSettings) -> dict:
+        """One optimizer step per mini-batch, given as this rank's packed micro-batches. `counts[i]`
+        holds mini-batch i's global `num_tokens` / `num_seqs`, making the micro-batches' losses
+        on every rank add up to the mini-batch's loss."""
         self.engine.train()
         steps = []
-        for shard, count in zip(minibatches, counts):
-            micro_metrics = []
-            for mb in self._micro(shard):
-                value, metrics = self._rl_micro_batch(mb, count, loss)
-                grad_norm = self._backward_and_step(value)
-                micro_metrics.append(metrics)
-            steps.append(combine_shards(micro_metrics) | {"actor/grad_norm": grad_norm,
-                                                          "actor/lr": self.engine.get_lr()[0]})
+        for micro_batches, count in zip(minibatches, counts):
+            grad_norm, metrics = self._accumulate(micro_batches, lambda mb: self._rl_micro_batch(mb, count, loss))
+            steps.append(combine_shards(metrics) | {"actor/grad_norm": grad_norm,
+                                                             "actor/lr": self.engine.get_lr()[0]})
         self.version += len(minibatches)
         out = mean_dicts(steps) | {"actor/skipped_steps": self._take_skips()}
         if self.device == "cuda":  # the update's peak, for memory comparisons (full, LoRA, QLoRA)
             out["memory/trainer_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
         return out
 
-    def _rl_micro_batch(self, mb: dict, count: dict, loss: PolicyLossSettings) -> tuple[torch.Tensor, dict]:
+    def _rl_micro_batch(self, mb: dict, count: dict, loss: PolicyLossSettings):
         mask = mb["response_mask_BR"].to(self.device)
-        lp = response_logprobs(self.engine, mb["input_ids_BT"].to(self.device),
-                               mb["attention_mask_BT"].to(self.device), mask.shape[1], loss.temperature)
+        lp = packed_response_logprobs(self.engine, mb, self.device, loss.temperature)
         old = mb["old_logprobs_BR"].to(self.device) if "old_logprobs_BR" in mb else lp.detach()
         rollout = mb["rollout_logprobs_BR"].to(self.device) if loss.rollout_is is not None else None
         ref = mb["ref_logprobs_BR"].to(self.device) if loss.kl_coef > 0 else None
-        return rl_objective(lp, old, mb["advantages_BR"].to(self.device), mask, loss, num_tokens=count["num_tokens"],
-                            num_seqs=count["num_seqs"], ref_logprobs_BR=ref, rollout_logprobs_BR=rollout)
+        value, metrics = rl_objective(lp, old, mb["advantages_BR"].to(self.device), mask, loss,
+                                      num_tokens=count["num_tokens"], num_seqs=count["num_seqs"],
+                                      ref_logprobs_BR=ref, rollout_logprobs_BR=rollout)
+        return value, (metrics if bool(mask.any()) else None)
 
     # ---- supervised (warm start, SFT) and DPO -------------------------------------------
 
-    def train_sft(self, batch: dict, num_tokens: int) -> dict:
-        """One optimizer step of token-mean cross-entropy on `loss_mask_BT` tokens (padded or
-        packed rows, see `rlhf.data.sequences`); `num_tokens` is the global count of loss
-        tokens in the step's batch."""
+    def train_sft(self, micro_batches: list[dict], num_tokens: int) -> dict:
+        """One optimizer step of token-mean cross-entropy on `loss_mask_BT` tokens over this rank's
+        micro-batches (packed or padded, see `rlhf.data.sequences`); `num_tokens` is the global
+        count of loss tokens in the step's batch."""
         self.engine.train()
         total = 0.0
-        for mb in self._micro(batch):
+
+        def loss_of(mb):
+            nonlocal total
             nll, _ = self._nll(mb)
             loss = nll / num_tokens
-            grad_norm = self._backward_and_step(loss)
             total += loss.item()
+            return loss, None
+
+        grad_norm, _ = self._accumulate(micro_batches, loss_of)
         self.version += 1
         return {"sft/loss": total, "sft/grad_norm": grad_norm, "sft/skipped_steps": self._take_skips()}
 
@@ -125,13 +130,14 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
         point; `ref_logps[i]` the reference's summed log-probs of all 2k rows, `desirable[i]`
         the k labels; `num_examples` is global."""
         self.engine.train()
-        metrics = []
-        for mb, ref, labels in zip(micro_batches, ref_logps, desirable):
+        def loss_of(item):
+            mb, ref, labels = item
             logps, ref = sequence_logps(self.engine, mb, self.device), ref.to(self.device)
             k = len(labels)
             value, m = kto_loss(logps[:k], ref[:k], labels.to(self.device), logps[k:], ref[k:], **kto)
-            grad_norm = self._backward_and_step(value * (k / num_examples))
-            metrics.append({f"kto/{key}": v for key, v in m.items()} | {"kto/loss": value.item()})
+            return value * (k / num_examples), {f"kto/{key}": v for key, v in m.items()} | {"kto/loss": value.item()}
+
+        grad_norm, metrics = self._accumulate(list(zip(micro_batches, ref_logps, desirable)), loss_of)
         self.version += 1
         return combine_shards(metrics) | {"kto/grad_norm": grad_norm, "kto/skipped_steps": self._take_skips()}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from rlhf.actors.runtime import setup_process
-from rlhf.models import load_causal_lm, resolve_dtype, response_logprobs, sequence_logps
+from rlhf.models import load_causal_lm, packed_response_logprobs, resolve_dtype, sequence_logps
+from rlhf.packing import gather_rows, rl_micro_batches
 
 
 class Reference:
@@ -15,14 +16,11 @@ class Reference:
         self.model.requires_grad_(False)
 
     @torch.no_grad()
-    def logprobs(self, batch: dict, temperature: float = 1.0, micro_batch_size: int = 64) -> torch.Tensor:
-        R = batch["response_mask_BR"].shape[1]
-        out = []
-        for i in range(0, batch["input_ids_BT"].shape[0], micro_batch_size):
-            ids = batch["input_ids_BT"][i:i + micro_batch_size].to(self.device)
-            mask = batch["attention_mask_BT"][i:i + micro_batch_size].to(self.device)
-            out.append(response_logprobs(self.model, ids, mask, R, temperature).cpu())
-        return torch.cat(out)
+    def logprobs(self, batch: dict, temperature: float = 1.0, max_tokens: int = 4096) -> torch.Tensor:
+        """Log-probs [B, R] of a padded RL batch, scored in packed micro-batches of `max_tokens`."""
+        micro_batches, plan = rl_micro_batches(batch, 1, max_tokens, pad_id=0)
+        scored = [packed_response_logprobs(self.model, mb, self.device, temperature).cpu() for mb in micro_batches[0]]
+        return gather_rows([scored], plan, *batch["response_mask_BR"].shape)
 
     @torch.no_grad()
     def sequence_logps(self, batch: dict) -> torch.Tensor:

@@ -83,11 +83,20 @@ class TrainerConfig:
     warmup_steps: int = _f(0, "learning-rate warmup, in optimizer steps")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     grad_clip: float = _f(1.0, "gradient-norm clip")
-    micro_batch_size: int = _f(32, "sequences per forward/backward on one worker")
+    max_tokens_per_micro_batch: int = _f(0, "tokens per forward/backward on one worker: sequences are packed end "
+                                            "to end, without padding, up to this many (a longer one runs alone); "
+                                            "every worker runs the same number of micro-batches. 0: 8192 on GPU, "
+                                            "512 on CPU (where attention over a packed row is a dense mask)")
     max_skipped_steps: int = _f(3, "optimizer steps skipped in a row (non-finite loss or gradient: no update is "
                                    "applied) before the run stops")
     cpus_per_worker: float = _f(1.0, "Ray CPUs reserved per trainer actor")
     gpus_per_worker: float = _f(0.0, "Ray GPUs reserved per trainer actor")
+
+    def micro_batch_tokens(self) -> int:
+        """The token budget of a micro-batch: `max_tokens_per_micro_batch`, or its device default."""
+        if self.max_tokens_per_micro_batch:
+            return self.max_tokens_per_micro_batch
+        return 8192 if self.gpus_per_worker > 0 else 512
 
 
 @dataclass
@@ -157,12 +166,15 @@ class BaseConfig:
         if m.lora_rank < 0:
             raise ConfigError(f"model.lora_rank={m.lora_rank} must be >= 0 (0: no LoRA)")
         self._check_quantization()
-        check_positive(trainer__num_workers=t.num_workers, trainer__micro_batch_size=t.micro_batch_size,
+        check_positive(trainer__num_workers=t.num_workers,
                        trainer__max_skipped_steps=t.max_skipped_steps,
                        trainer__lr=t.lr, run__steps=r.steps, data__num_eval=self.data.num_eval)
         from rlhf.data.synthetic import TASKS
 
         check_choice("data.task", self.data.task, tuple(TASKS))
+        if t.max_tokens_per_micro_batch < 0:
+            raise ConfigError(f"trainer.max_tokens_per_micro_batch={t.max_tokens_per_micro_batch} must be >= 0 "
+                              "(0: the device default)")
         if r.eval_every < 0:
             raise ConfigError(f"run.eval_every={r.eval_every} must be >= 0 (0: only before and after)")
         return self

@@ -162,6 +162,7 @@ class RLConfig(BaseConfig):
     reward: RewardConfig = _f(RewardConfig, "reward functions")
 
     MOVED = BaseConfig.MOVED | {
+        "trainer.micro_batch_size": "trainer.max_tokens_per_micro_batch (RL micro-batches are packed by token count)",
         "algorithm.gamma": "rlhf.recipes.ppo's algorithm.gamma (critic-free estimators here do not discount)",
         "algorithm.lam": "rlhf.recipes.ppo's algorithm.lam (GAE needs the critic)",
         "algorithm.kl_penalty": "algorithm.kl_coef (the KL term is a loss term here; in the reward: rlhf.recipes.ppo)",
@@ -216,15 +217,13 @@ class RLConfig(BaseConfig):
                               "prompt")
 
     def _check_batch(self) -> None:
-        from rlhf.batch import BatchLayoutError, micro_batching
-
         r, t = self.rollout, self.trainer
         check_positive(rollout__prompts_per_step=r.prompts_per_step, rollout__gen_prompts=r.gen_prompts,
                        trainer__mini_batches=t.mini_batches, trainer__epochs=t.epochs)
-        try:
-            micro_batching(r.prompts_per_step * r.n, t.num_workers, t.micro_batch_size, t.mini_batches, strict=True)
-        except BatchLayoutError as e:
-            raise ConfigError(f"rollout.prompts_per_step*rollout.n: {e}") from None
+        rows = r.prompts_per_step * r.n
+        if rows % t.mini_batches:
+            raise ConfigError(f"rollout.prompts_per_step*rollout.n = {rows} rows do not split into "
+                              f"trainer.mini_batches={t.mini_batches} equal mini-batches")
 
     def _check_rollout(self) -> None:
         r, a = self.rollout, self.algorithm
@@ -247,8 +246,8 @@ class RLConfig(BaseConfig):
                               f"{len(self.reward.fns)}: give one weight per function")
         if a.overlong.shaping and not 0 < a.overlong.cache_len < r.max_new_tokens:
             raise ConfigError(f"algorithm.overlong.cache_len={a.overlong.cache_len} must be in "
-        self._check_env()
                               f"(0, rollout.max_new_tokens={r.max_new_tokens})")
+        self._check_env()
         rc = a.rollout_correction
         check_choice("algorithm.rollout_correction.level", rc.level, ("token", "sequence"))
         check_choice("algorithm.rollout_correction.mode", rc.mode, ("truncate", "mask"))
@@ -258,6 +257,7 @@ class RLConfig(BaseConfig):
             raise ConfigError(f"rollout.max_staleness={r.max_staleness} must be >= 0")
         if a.dual_clip is not None and a.dual_clip <= 1:
             raise ConfigError(f"algorithm.dual_clip={a.dual_clip} must be > 1 (or empty)")
+
     def _check_env(self) -> None:
         from rlhf.envs import EnvSpecError, load_environment, tool_schemas
         from rlhf.envs.tools import ToolSchemaError
@@ -271,7 +271,6 @@ class RLConfig(BaseConfig):
         if r.max_episode_tokens is not None and r.max_episode_tokens < r.max_new_tokens:
             raise ConfigError(f"rollout.max_episode_tokens={r.max_episode_tokens} must be >= rollout.max_new_tokens="
                               f"{r.max_new_tokens} (one turn must fit)")
-
 
     def _check_run(self) -> None:
         run = self.run

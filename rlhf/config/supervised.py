@@ -14,9 +14,10 @@ class SupervisedTrainerConfig(TrainerConfig):
     lr: float = _f(1e-4, "peak learning rate (linear warmup, then linear decay to 0)")
     warmup_steps: int = _f(20, "learning-rate warmup steps")
     batch_size: int = _f(32, "examples (SFT) or pairs (RM, DPO) per optimizer step, over all ranks")
-    micro_batch_size: int = _f(16, "examples or pairs per forward/backward on one worker (padded batches)")
-    packing: bool = _f(True, "pack several examples per row (attention stays within each example)")
-    max_len: int = _f(512, "longest example / packed row, in tokens")
+    micro_batch_size: int = _f(16, "examples or pairs per forward/backward on one worker (trainer.packing=false)")
+    packing: bool = _f(True, "pack examples (or pairs) end to end, without padding, into micro-batches of "
+                             "trainer.max_tokens_per_micro_batch tokens (attention stays within each example); "
+                             "false: trainer.micro_batch_size padded rows per micro-batch")
 
 
 @dataclass
@@ -72,9 +73,10 @@ class KTOLossConfig:
 _SUPERVISED_MOVED = {
     "train.steps": "run.steps", "train.lr": "trainer.lr", "train.warmup_steps": "trainer.warmup_steps",
     "train.batch_size": "trainer.batch_size", "train.micro_batch_size": "trainer.micro_batch_size",
-    "train.packing": "trainer.packing", "train.max_len": "trainer.max_len", "train.eval_every": "run.eval_every",
+    "train.packing": "trainer.packing", "train.max_len": "trainer.max_tokens_per_micro_batch", "train.eval_every": "run.eval_every",
     "train.num_eval": "data.num_eval", "reward.eval_fns": "eval.fns", "rollout.max_new_tokens": "eval.max_new_tokens",
     "generator.gpus_per_worker": "eval.generator_gpus",
+    "trainer.max_len": "trainer.max_tokens_per_micro_batch (examples are packed by token count)",
 }
 
 
@@ -89,7 +91,7 @@ class SupervisedConfig(BaseConfig):
         from rlhf.batch import BatchLayoutError, micro_batching
 
         t = self.trainer
-        check_positive(trainer__batch_size=t.batch_size, trainer__max_len=t.max_len)
+        check_positive(trainer__batch_size=t.batch_size, trainer__micro_batch_size=t.micro_batch_size)
         try:
             micro_batching(t.batch_size, t.num_workers, t.micro_batch_size, one_forward=self.packed(), strict=True)
         except BatchLayoutError as e:

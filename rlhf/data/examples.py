@@ -10,7 +10,8 @@ import torch
 from rlhf.batch import split_rows
 from rlhf.data.files import DataError, read_rows
 from rlhf.data.formats import as_messages, preference_example, sft_example
-from rlhf.data.sequences import Example, encode, pack_batch, pad_batch, sequence_batch
+from rlhf.data.sequences import Example, encode, pack_batch, pad_batch
+from rlhf.packing import plan_micro_batches
 from rlhf.data.synthetic import task_rows
 
 
@@ -106,24 +107,36 @@ class Sampler:
         return self.rng.sample(range(self.n), self.per_step)
 
 
-def sft_shards(examples: list[Example], world: int, pad_id: int, packing: bool, max_len: int) -> tuple[list[dict], int]:
-    """Each rank's batch of a step (contiguous slices, padded or packed) and the global count
-    of loss tokens (the token-mean normaliser)."""
+def sft_micro_batches(examples: list[Example], world: int, pad_id: int, packing: bool, max_tokens: int,
+                      micro: int) -> tuple[list[list[dict]], int]:
+    """Each rank's micro-batches of a step, and the global count of loss tokens (the token-mean
+    normaliser). `packing`: token-budget micro-batches, each one packed row (`rlhf.packing`);
+    otherwise contiguous slices of `micro` padded rows."""
     if packing:
-        k = len(examples) // world
-        shards = [pack_batch(examples[r * k:(r + 1) * k], max_len, pad_id) for r in range(world)]
+        plan = plan_micro_batches([len(ids) for ids, _ in examples], world, max_tokens)
+        shards = [[pack_batch([examples[i] for i in rows] or [([pad_id], 1)], None, pad_id) for rows in rank]
+                  for rank in plan]
     else:
-        shards = split_rows(pad_batch(examples, pad_id), world)
-    return shards, int(sum(s["loss_mask_BT"][:, 1:].sum() for s in shards))
+        k = len(examples) // world
+        shards = [[pad_batch(examples[r * k + i:r * k + min(i + micro, k)], pad_id) for i in range(0, k, micro)]
+                  for r in range(world)]
+    return shards, int(sum(mb["loss_mask_BT"][:, 1:].sum() for rank in shards for mb in rank))
 
 
 def pair_micro_batches(pairs: list, world: int, micro: int, pad_id: int, packing: bool = False,
-                       max_len: int = 0) -> list[list[dict]]:
-    """Per rank, micro-batches of `micro` pairs, each k chosen rows then the k rejected rows."""
+                       max_tokens: int = 0) -> list[list[dict]]:
+    """Per rank, micro-batches of pairs, each its k chosen examples then their k rejected ones.
+    `packing`: pairs planned by tokens (`rlhf.packing`, every rank the same count), each
+    micro-batch one packed row; otherwise `micro` pairs per padded micro-batch."""
+    if packing:
+        plan = plan_micro_batches([len(c[0]) + len(r[0]) for c, r in pairs], world, max_tokens)
+        # an empty micro-batch (a rank short of pairs) repeats one pair that counts for nothing
+        return [[pack_batch(_chosen_then_rejected([pairs[i] for i in rows] or pairs[:1]), None, pad_id)
+                 | {"pairs_counted": torch.tensor(len(rows))} for rows in rank] for rank in plan]
     k = len(pairs) // world
-    out = []
-    for r in range(world):
-        mine = pairs[r * k:(r + 1) * k]
-        out.append([sequence_batch([c for c, _ in mine[i:i + micro]] + [rj for _, rj in mine[i:i + micro]],
-                                   pad_id, packing, max_len) for i in range(0, len(mine), micro)])
-    return out
+    return [[pad_batch(_chosen_then_rejected(pairs[r * k:(r + 1) * k][i:i + micro]), pad_id)
+             for i in range(0, k, micro)] for r in range(world)]
+
+
+def _chosen_then_rejected(pairs: list) -> list[Example]:
+    return [c for c, _ in pairs] + [rj for _, rj in pairs]

@@ -2,9 +2,9 @@
 
 An example is (token ids, number of prompt tokens): the chat template renders the prompt
 with the generation prompt, the response follows with the end-of-turn token, and only the
-response tokens carry loss. Batches are padded (one example per row) or packed (several
-examples per row, each with its own positions; the trainer builds a block-diagonal causal
-mask from `segment_ids_BT`, so attention never crosses examples).
+response tokens carry loss. Batches are padded (one example per row) or packed (examples end
+to end, each with its own positions, so attention never crosses examples; a trainer's packed
+micro-batch is one row, see `rlhf.packing`).
 
     input_ids_BT       long   token ids (pad where unused)
     attention_mask_BT  long   1 on real tokens
@@ -42,11 +42,12 @@ def pad_batch(examples: list[Example], pad_id: int) -> dict:
     return {"input_ids_BT": ids, "attention_mask_BT": attn, "loss_mask_BT": loss_mask}
 
 
-def pack_batch(examples: list[Example], max_len: int, pad_id: int) -> dict:
+def pack_batch(examples: list[Example], max_len: int | None, pad_id: int) -> dict:
     """Examples placed in order into rows of at most `max_len` tokens (a new row when the
-    next one does not fit); an example longer than `max_len` is an error."""
+    next one does not fit; None: all in one row); an example longer than `max_len` is an error."""
     rows: list[list[Example]] = [[]]
     used = 0
+    max_len = max_len or sum(len(ids) for ids, _ in examples)
     for ex in examples:
         if len(ex[0]) > max_len:
             raise ValueError(f"an example has {len(ex[0])} tokens > max_len={max_len}")
@@ -73,23 +74,23 @@ def pack_batch(examples: list[Example], max_len: int, pad_id: int) -> dict:
     return out
 
 
-def sequence_batch(examples: list[Example], pad_id: int, packing: bool, max_len: int) -> dict:
-    return pack_batch(examples, max_len, pad_id) if packing else pad_batch(examples, pad_id)
-
-
 def model_inputs(batch: dict, device: str, flash: bool = False) -> dict:
-    """Keyword arguments of the model's forward for a padded or packed batch. Packed rows get
-    a block-diagonal causal mask, or with FlashAttention-2 (`flash`) only position ids that
-    restart at each example: its variable-length kernel splits the row there, no mask needed."""
+    """Keyword arguments of the model's forward for a padded or packed batch. A packed row gets
+    only position ids that restart at each example: transformers splits the row there
+    (FlashAttention-2's variable-length kernel, a document mask for FlexAttention and SDPA).
+    Several packed rows (padded at their ends) get a block-diagonal causal mask instead."""
     ids = batch["input_ids_BT"].to(device)
     if "segment_ids_BT" not in batch:
         return {"input_ids": ids, "attention_mask": batch["attention_mask_BT"].to(device)}
+    positions = batch["position_ids_BT"].to(device)
+    if ids.shape[0] == 1:
+        return {"input_ids": ids, "position_ids": positions}
     if flash:
-        return {"input_ids": ids, "position_ids": batch["position_ids_BT"].to(device)}
+        raise ValueError("FlashAttention-2 takes packed examples in one row (rlhf.packing), not several")
     seg = batch["segment_ids_BT"].to(device)
     T = seg.shape[1]
     causal = torch.ones(T, T, dtype=torch.bool, device=device).tril()
     same = seg[:, :, None] == seg[:, None, :]
     # padding (segment 0) attends to itself only, so no softmax row is empty
     mask = causal & same & ((seg[:, None, :] > 0) | torch.eye(T, dtype=torch.bool, device=device))
-    return {"input_ids": ids, "attention_mask": mask[:, None], "position_ids": batch["position_ids_BT"].to(device)}
+    return {"input_ids": ids, "attention_mask": mask[:, None], "position_ids": positions}

@@ -138,9 +138,10 @@ class VLLMEngine:
     def device_uuids(self) -> list[str]:
         return self.llm.collective_rpc(_device_uuid)
 
-    def load_ipc_bucket(self, handles: dict, bucket: list) -> None:
+    def load_ipc_bucket(self, handles: dict, bucket: list, reset_cache: bool = True) -> None:
         self.llm.collective_rpc(_load_ipc_bucket, args=(handles, bucket))
-        self.llm.reset_prefix_cache()
+        if reset_cache:  # after a sync's last bucket: cached prefixes were computed by the old weights
+            self.llm.reset_prefix_cache()
 
     @torch.no_grad()
     def logprobs(self, batch: dict, temperature: float) -> torch.Tensor:

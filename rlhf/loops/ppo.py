@@ -13,7 +13,7 @@ import torch
 from rlhf.algorithms import AdaptiveKLController, FixedKLController, get_advantage_estimator, kl_estimate
 from rlhf.algorithms.kl import kl_shaped_rewards
 from rlhf.algorithms.masked import masked_mean, masked_whiten
-from rlhf.batch import split_rows, trim_padding, update_shards
+from rlhf.batch import update_shards
 from rlhf.loops.rl import RLLoop
 from rlhf.metrics import combine_shards
 
@@ -27,10 +27,8 @@ class PPOLoop(RLLoop):
         self._extra: dict = {}
 
     def values(self, batch: dict) -> torch.Tensor:
-        critic = self.roles.critic
         with self.timer.timed("values"):
-            return torch.cat(critic.scatter(lambda c, s: c.values.remote(trim_padding(s)),
-                                            split_rows(batch, len(critic))))
+            return self._score(self.roles.critic, batch, lambda c, mbs: c.values.remote(mbs))
 
     def prepare(self, batch: dict, scores: torch.Tensor) -> dict:
         a, mask = self.cfg.algorithm, batch["response_mask_BR"]
@@ -58,7 +56,8 @@ class PPOLoop(RLLoop):
     def update(self, batch: dict) -> dict:
         metrics = super().update(batch)
         t = self.cfg.trainer
-        per_rank, counts = update_shards(batch, len(self.roles.critic), t.mini_batches, t.epochs)
+        per_rank, counts = update_shards(batch, len(self.roles.critic), t.mini_batches, t.epochs,
+                                         t.micro_batch_tokens(), self.tokenizer.pad_token_id)
         c = self.cfg.critic
         with self.timer.timed("critic"):
             critic = self.roles.critic.scatter(

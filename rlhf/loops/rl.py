@@ -31,7 +31,8 @@ import torch
 from rlhf.actors.generator import SamplingSettings
 from rlhf.algorithms import get_advantage_estimator
 from rlhf.algorithms.objective import PolicyLossSettings
-from rlhf.batch import split_rows, trim_padding, update_shards
+from rlhf.batch import update_shards
+from rlhf.packing import gather_rows, rl_micro_batches
 from rlhf.data.prompts import PromptSampler, PromptSet
 from rlhf.loops.collect import collect_batch
 from rlhf.loops.evaluation import EvalSettings, held_out_metrics
@@ -107,15 +108,20 @@ class RLLoop:
                              self.staleness)
 
     def old_logprobs(self, batch: dict) -> torch.Tensor:
-        """pi_old of every row, scored by the trainer ranks on their shards."""
-        shards = split_rows(batch, len(self.roles.trainers))
+        """pi_old of every row, scored by the trainer ranks in packed micro-batches."""
         with self.timer.timed("old_logprobs"):
-            return torch.cat(self.roles.trainers.scatter(
-                lambda tr, s: tr.logprobs.remote(trim_padding(s), self.cfg.rollout.temperature), shards))
+            return self._score(self.roles.trainers, batch, lambda tr, mbs: tr.score.remote(mbs, self.cfg.rollout.temperature))
+
+    def _score(self, group, batch: dict, call) -> torch.Tensor:
+        """[B, R] per-token results of `call(actor, micro_batches)` on every rank of `group`."""
+        shards, plan = rl_micro_batches(batch, len(group), self.cfg.trainer.micro_batch_tokens(),
+                                        self.tokenizer.pad_token_id)
+        return gather_rows(group.scatter(call, shards), plan, *batch["response_mask_BR"].shape)
 
     def reference_logprobs(self, batch: dict) -> torch.Tensor:
+        t, T = self.cfg.trainer, self.cfg.rollout.temperature
         with self.timer.timed("reference"):
-            (ref,) = self.roles.reference.each(lambda x: x.logprobs.remote(batch, self.cfg.rollout.temperature))
+            (ref,) = self.roles.reference.each(lambda x: x.logprobs.remote(batch, T, t.micro_batch_tokens()))
         return ref
 
     def prepare(self, batch: dict, scores: torch.Tensor) -> dict:
@@ -138,7 +144,8 @@ class RLLoop:
 
     def update(self, batch: dict) -> dict:
         t = self.cfg.trainer
-        per_rank, counts = update_shards(batch, len(self.roles.trainers), t.mini_batches, t.epochs)
+        per_rank, counts = update_shards(batch, len(self.roles.trainers), t.mini_batches, t.epochs,
+                                         t.micro_batch_tokens(), self.tokenizer.pad_token_id)
         loss = self.loss_settings()
         results = self.roles.trainers.scatter(lambda tr, shards: tr.train_rl.remote(shards, counts, loss), per_rank)
         self.version += 1
@@ -157,7 +164,8 @@ class RLLoop:
         stats = self.recovery.call(gens, lambda: self.transport.sync(self.roles.trainers, gens, self.version,
                                                                      wait=wait))
         self.rollouts.pending_loads += stats.pending
-        return {"sync/seconds": stats.seconds, "sync/bytes": stats.num_bytes}
+        return {"sync/seconds": stats.seconds, "sync/bytes": stats.num_bytes} | {
+            f"sync/{k}": v for k, v in stats.phases.items()}
 
     # ---- one step and evaluation -------------------------------------------------------
 

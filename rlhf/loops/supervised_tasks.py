@@ -10,7 +10,7 @@ import torch
 
 from rlhf.algorithms.preference import implicit_rewards
 from rlhf.data.examples import (kto_examples, kto_micro_batches, pair_micro_batches, preference_pairs, sft_examples,
-                                sft_shards)
+                                sft_micro_batches)
 from rlhf.data.sequences import pad_batch
 from rlhf.loops.evaluation import TaskAccuracy
 from rlhf.loops.warmstart import warm_start
@@ -54,13 +54,15 @@ class SFTTask(_Task):
         return cfg.trainer.num_workers + 1.5  # + a generator and a reward actor for task accuracy
 
     def start(self, cfg, base_path, tokenizer, optim, layout) -> None:
+        self.layout = layout
         self.trainers = create_trainers(cfg, base_path, optim, lora=True)
         if TaskAccuracy.possible(cfg, self.eval_rows):
             self.accuracy = TaskAccuracy(cfg, tokenizer, self.eval_rows, self.eval_source, base_path, self.trainers)
 
     def train_step(self, items: list) -> dict:
         t = self.cfg.trainer
-        shards, n_tok = sft_shards(items, t.num_workers, self.pad_id, t.packing, t.max_len)
+        shards, n_tok = sft_micro_batches(items, t.num_workers, self.pad_id, t.packing, t.micro_batch_tokens(),
+                                          self.layout.micro)
         metrics = self.trainers.scatter(lambda a, s: a.train_sft.remote(s, n_tok), shards)
         return {"train/loss": sum(m["sft/loss"] for m in metrics), "train/grad_norm": metrics[0]["sft/grad_norm"],
                 "train/skipped_steps": metrics[0]["sft/skipped_steps"]}
@@ -101,7 +103,8 @@ class RewardModelTask(_Task):
 
     def _micro_batches(self, items: list) -> list[list[dict]]:
         t = self.cfg.trainer
-        return pair_micro_batches(items, t.num_workers, self.layout.micro, self.pad_id, t.packing, t.max_len)
+        return pair_micro_batches(items, t.num_workers, self.layout.micro, self.pad_id, t.packing,
+                                  t.micro_batch_tokens())
 
     def train_step(self, items: list) -> dict:
         n = len(items)

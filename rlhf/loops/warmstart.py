@@ -11,13 +11,12 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from rlhf.batch import micro_batching
-from rlhf.data.examples import Sampler, sft_shards
+from rlhf.data.examples import Sampler, sft_micro_batches
 from rlhf.data.files import require_columns
 from rlhf.data.formats import as_messages
 from rlhf.data.prompts import load_rows
-from rlhf.envs import env_task
 from rlhf.data.sequences import encode
+from rlhf.envs import env_task
 from rlhf.models import cache_root, content_key
 from rlhf.startup.roles import create_trainers, optim_settings
 
@@ -37,19 +36,19 @@ def warm_start(cfg, base_path: str, tokenizer, whole_gpu: bool = False) -> str:
     t = cfg.trainer
     # everything the result depends on: base model, examples, warm-start and sharding settings, seed
     key = content_key(base_path, examples, asdict(ws) | {"cache_dir": None}, t.num_workers, t.zero_stage,
-                      t.micro_batch_size, t.grad_clip, cfg.run.seed)
+                      t.micro_batch_tokens(), t.grad_clip, cfg.run.seed)
     out = cache_root(cfg.model.cache_dir) / "warmstart" / key
     if (out / "config.json").is_file():
         log.info("warm start: cached at %s", out)
         return str(out)
-    layout = micro_batching(ws.batch_size, t.num_workers, t.micro_batch_size)
-    trainers = create_trainers(cfg, base_path, optim_settings(cfg, layout, ws.lr, ws.warmup_steps, ws.steps),
+    trainers = create_trainers(cfg, base_path, optim_settings(cfg, None, ws.lr, ws.warmup_steps, ws.steps),
                                whole_gpu=whole_gpu)
-    sampler = Sampler(len(examples), layout.per_rank * t.num_workers, cfg.run.seed)
+    sampler = Sampler(len(examples), ws.batch_size, cfg.run.seed)
     bar = tqdm(range(ws.steps), desc="warm start (SFT)", disable=not cfg.run.progress)
     for _ in bar:
-        shards, n_tok = sft_shards([examples[i] for i in sampler.next()], t.num_workers, tokenizer.pad_token_id,
-                                   packing=False, max_len=0)
+        shards, n_tok = sft_micro_batches([examples[i] for i in sampler.next()], t.num_workers,
+                                          tokenizer.pad_token_id, packing=True, max_tokens=t.micro_batch_tokens(),
+                                          micro=0)
         metrics = trainers.scatter(lambda a, shard: a.train_sft.remote(shard, n_tok), shards)
         bar.set_postfix(loss=f"{sum(m['sft/loss'] for m in metrics):.3f}")
     tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")

@@ -36,7 +36,6 @@ DEFAULTS = [
     "trainer.lr=2e-5",
     "trainer.mini_batches=2",
     "trainer.epochs=2",
-    "trainer.micro_batch_size=32",
     "critic.lr=1e-3",  # the value head starts from scratch
     "run.steps=30",
 ]

@@ -5,7 +5,8 @@
 Data: `data.train` / `data.eval` files with prompt and response columns (`data.prompt_key`,
 `data.response_key`; GSM8K: question/answer, MATH: problem/solution) or chat `messages`
 (the last assistant turn is the target); empty: the built-in addition task. Examples are
-packed into rows of `trainer.max_len` tokens (`trainer.packing`), attention kept within each.
+packed end to end into micro-batches of `trainer.max_tokens_per_micro_batch` tokens
+(`trainer.packing`), attention kept within each.
 Every `run.eval_every` steps: held-out loss and, where the rows have prompts and answers,
 greedy task accuracy scored by `eval.fns`. Writes metrics.jsonl, curves.png, summary.json
 (eval loss and accuracy before/after) and the model to <run dir>/policy.
@@ -21,7 +22,6 @@ DEFAULTS = [
     "trainer.lr=3e-3",
     "trainer.warmup_steps=30",
     "trainer.batch_size=64",
-    "trainer.max_len=256",
     "run.steps=300",
     "run.eval_every=100",
     "data.num_eval=200",

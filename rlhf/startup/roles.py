@@ -10,25 +10,23 @@ import ray
 
 from rlhf.actors.deepspeed_rank import OptimSettings
 from rlhf.actors.group import ActorGroup
-from rlhf.batch import MicroBatching, micro_batching
+from rlhf.batch import MicroBatching
 from rlhf.models import lora_settings
 from rlhf.quantization import quantization_settings
 from rlhf.reward.loading import absolute_spec
 
 
-def optim_settings(cfg, layout: MicroBatching, lr: float, warmup_steps: int, decay_steps: int = 0) -> OptimSettings:
-    """`decay_steps` > 0: linear decay to 0 at that step (supervised schedules); 0: constant after warmup."""
+def optim_settings(cfg, layout: Optional[MicroBatching], lr: float, warmup_steps: int,
+                   decay_steps: int = 0) -> OptimSettings:
+    """`layout`: rows per padded micro-batch (None: packed token-budget micro-batches only).
+    `decay_steps` > 0: linear decay to 0 at that step (supervised schedules); 0: constant after warmup."""
     t = cfg.trainer
+    layout = layout or MicroBatching(per_rank=1, micro=1, grad_accum=1)
     return OptimSettings(lr=lr, weight_decay=t.weight_decay, grad_clip=t.grad_clip, zero_stage=t.zero_stage,
                          offload=t.offload, micro_batch_size=layout.micro, grad_accum=layout.grad_accum,
-                         gradient_checkpointing=cfg.model.gradient_checkpointing,
+                         max_tokens=t.micro_batch_tokens(), gradient_checkpointing=cfg.model.gradient_checkpointing,
                          warmup_steps=min(warmup_steps, decay_steps) if decay_steps else warmup_steps,
                          decay_steps=decay_steps)
-
-
-def rl_layout(cfg) -> MicroBatching:
-    t, r = cfg.trainer, cfg.rollout
-    return micro_batching(r.prompts_per_step * r.n, t.num_workers, t.micro_batch_size, t.mini_batches)
 
 
 def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: Optional[type] = None, name: str = "trainer",
@@ -57,6 +55,8 @@ def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: Optional[ty
 
 def create_generators(cfg, g, model_path: str, placement=None, rollout=None) -> ActorGroup:
     """Generators as section `g` (a `GeneratorConfig`) describes them, running the episodes of
+    section `rollout`'s environment (None: single-turn)."""
+    from rlhf.actors.generator import Generator
     from rlhf.envs import EpisodeSettings
 
     env, episodes = "single_turn", None
@@ -64,15 +64,13 @@ def create_generators(cfg, g, model_path: str, placement=None, rollout=None) -> 
         env = rollout.env
         episodes = EpisodeSettings(rollout.max_turns, rollout.episode_tokens(), rollout.tool_timeout_s,
                                    rollout.tool_memory_mb)
-    section `rollout`'s environment (None: single-turn)."""
-    from rlhf.actors.generator import Generator
 
     return ActorGroup(
         Generator, g.num_workers, name="generator", num_cpus=g.cpus_per_worker, num_gpus=g.gpus_per_worker,
         placement=placement,
-                                 env=absolute_spec(env), episodes=episodes,
         kwargs=lambda rank: dict(model_path=model_path, backend=g.backend, dtype=cfg.model.dtype,
                                  seed=cfg.run.seed, threads=cfg.run.torch_threads, rank=rank,
+                                 env=absolute_spec(env), episodes=episodes,
                                  vllm=dict(tensor_parallel_size=g.tensor_parallel_size,
                                            gpu_memory_utilization=g.gpu_memory_utilization,
                                            max_model_len=g.max_model_len, sleep_mode=g.sleep_while_training,
@@ -96,7 +94,7 @@ def create_critic(cfg, policy_path: str, placement=None) -> ActorGroup:
     from rlhf.actors.critic import Critic
 
     c = cfg.critic
-    optim = optim_settings(cfg, rl_layout(cfg), c.lr, c.warmup_steps)
+    optim = optim_settings(cfg, None, c.lr, c.warmup_steps)
     return create_trainers(cfg, c.init or policy_path, optim, cls=Critic, name="critic", placement=placement)
 
 
@@ -161,7 +159,7 @@ def create_roles(cfg, model_path: str) -> Roles:
     """Every actor of an RL run, the optional roles as `cfg.roles()` decides."""
     need = cfg.roles()
     pg, slots = reserve_placement(cfg)
-    optim = optim_settings(cfg, rl_layout(cfg), cfg.trainer.lr, cfg.trainer.warmup_steps)
+    optim = optim_settings(cfg, None, cfg.trainer.lr, cfg.trainer.warmup_steps)
     return Roles(
         trainers=create_trainers(cfg, model_path, optim, placement=slots.get("trainer"), lora=True),
         generators=create_generators(cfg, cfg.generator, model_path, placement=slots.get("generator"),

@@ -37,10 +37,13 @@ class WeightSender:
         """Broadcast transport: bucket by bucket, every rank gathers (ZeRO-3), rank 0 sends."""
         return broadcast.send_weights(self._weight_export(), plan, self._weight_group if self.rank == 0 else None)
 
-    def share_weights_ipc(self, generators: list, plan: list, version: int) -> int:
-        """CUDA IPC transport (colocated): bucket by bucket, every rank gathers and shares its
-        copy; each generator worker opens the copy on its own GPU and loads it in place."""
-        return ipc.share_weights(self._weight_export(), plan, generators, version, self.rank, self.world_size)
+    def share_weights_ipc(self, generators: list, plan: list, version: int) -> dict:
+        """CUDA IPC transport (colocated): bucket by bucket, every rank gathers into its shared
+        buffer; each generator worker loads it in place from the buffer on its own GPU."""
+        if getattr(self, "_ipc_buffers", None) is None:
+            self._ipc_buffers = ipc.SharedBuffers(plan, self.rank, self.world_size)
+        return ipc.share_weights(self._weight_export(), plan, generators, version, self.rank, self.world_size,
+                                 self._ipc_buffers)
 
 
 class WeightReceiver:
@@ -75,6 +78,6 @@ class WeightReceiver:
     def load_ipc_bucket(self, handles: dict, bucket: list, version: Optional[int]) -> None:
         """CUDA IPC transport: loads one bucket (`handles`: GPU uuid -> handle); the last
         bucket of a sync carries its `version`."""
-        self.engine.load_ipc_bucket(handles, bucket)
+        self.engine.load_ipc_bucket(handles, bucket, reset_cache=version is not None)
         if version is not None:
             self.weights_version = version

@@ -1,7 +1,11 @@
 """Colocated placement: a generator worker and a trainer rank share each GPU. Every trainer
-rank gathers a bucket (ZeRO-3) into one buffer and shares it through CUDA IPC; each
-generator worker opens the buffer on its own GPU and loads it in place. Nothing goes
-through the host or the network.
+rank gathers a bucket (ZeRO-3) into its shared buffer and each generator worker loads it in
+place from the buffer on its own GPU. Nothing goes through the host or the network.
+
+The buffers (one per dtype, as large as the largest bucket) are allocated at the first sync
+and reused by every later one: their IPC handles are exchanged once and each engine opens
+them once (opening a handle costs milliseconds), so a sync is, per bucket, a device copy and
+one load call; the engine's prefix cache is reset once, after the last bucket.
 
 The driver, trainer and engine sides of the transport, in that order. Ray is imported where
 it is used: the engine side also runs where only torch is installed (vLLM's CPU environment)."""
@@ -13,7 +17,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from rlhf.sync.buckets import TensorMeta, bucket_nbytes, flatten, plan_buckets, unflatten
+from rlhf.sync.buckets import TensorMeta, bucket_nbytes, plan_buckets, unflatten
 from rlhf.sync.collective import device_uuid, ipc_handle, open_ipc_handle
 from rlhf.sync.export import WeightExport
 from rlhf.sync.stats import SyncStats
@@ -50,38 +54,74 @@ class IPCTransport:
             self.connect(trainers, generators)
         t0 = time.perf_counter()
         # Trainer rank 0 hands each bucket to the generators itself: one driver call per sync.
-        trainers.each(lambda t: t.share_weights_ipc.remote(generators.actors, self.plan, version))
-        return SyncStats(time.perf_counter() - t0, sum(map(bucket_nbytes, self.plan)), version)
+        phases = trainers.each(lambda t: t.share_weights_ipc.remote(generators.actors, self.plan, version))[0]
+        return SyncStats(time.perf_counter() - t0, sum(map(bucket_nbytes, self.plan)), version, phases=phases)
 
 
 # ---- trainer -------------------------------------------------------------------------------
 
 
+class SharedBuffers:
+    """A trainer rank's IPC buffers, one per dtype, and every rank's handles to them."""
+
+    def __init__(self, plan: list, rank: int, world_size: int):
+        uuid = device_uuid()
+        sizes: dict = {}
+        for bucket in plan:
+            sizes[bucket[0].dtype] = max(sizes.get(bucket[0].dtype, 0), sum(m.numel for m in bucket))
+        self.buffers = {dtype: torch.empty(n, dtype=dtype, device="cuda") for dtype, n in sizes.items()}
+        mine = {str(dtype): (uuid, ipc_handle(buf)) for dtype, buf in self.buffers.items()}
+        everyone: list = [None] * world_size
+        dist.all_gather_object(everyone, mine)
+        # per dtype: GPU uuid -> handle, and a key the engines cache the opened buffer under
+        self.handles = {dtype: {"key": f"{uuid}-{rank}-{id(self)}-{dtype}", "by_gpu": dict(h[dtype] for h in everyone)}
+                        for dtype in mine}
+
+    def fill(self, bucket: list[TensorMeta], tensors: dict) -> dict:
+        """The bucket copied into its dtype's buffer; the handles the engines open it by."""
+        buf = self.buffers[bucket[0].dtype]
+        offset = 0
+        for m in bucket:
+            buf[offset:offset + m.numel].view(m.shape).copy_(tensors[m.name])
+            offset += m.numel
+        torch.cuda.current_stream().synchronize()  # the engine reads it from another process
+        return self.handles[str(bucket[0].dtype)]
+
+
 def share_weights(export: WeightExport, plan: list, generators: list, version: int, rank: int,
-                  world_size: int) -> int:
-    """Bucket by bucket, every rank gathers and shares its copy; rank 0 has each generator
-    load the bucket (the last one carries `version`). Every rank must call; returns the
-    number of buckets."""
+                  world_size: int, buffers: SharedBuffers) -> dict:
+    """Bucket by bucket, every rank gathers and copies into its shared buffer; rank 0 has each
+    generator load the bucket (the last one carries `version`). Every rank must call; returns
+    rank 0's seconds per phase (gather, copy, load: the engines' load and cache reset)."""
     import ray
 
-    uuid = device_uuid()
+    seconds = {"gather_s": 0.0, "copy_s": 0.0, "load_s": 0.0}
     for i, bucket in enumerate(plan):
+        t0 = time.perf_counter()
         with export.gathered(bucket) as tensors:
-            flat = flatten(bucket, tensors)  # a fresh buffer: it outlives the gather
-        handles: list = [None] * world_size
-        dist.all_gather_object(handles, (uuid, ipc_handle(flat)))
+            t1 = time.perf_counter()
+            handles = buffers.fill(bucket, tensors)
+        t2 = time.perf_counter()
         if rank == 0:
             last = version if i == len(plan) - 1 else None
-            ray.get([g.load_ipc_bucket.remote(dict(handles), bucket, last) for g in generators])
-        dist.barrier()  # every generator has loaded before the buffers are freed
-        del flat
-    return len(plan)
+            ray.get([g.load_ipc_bucket.remote(handles, bucket, last) for g in generators])
+        dist.barrier()  # every generator has loaded before a buffer is written again
+        t3 = time.perf_counter()
+        for k, dt in zip(seconds, (t1 - t0, t2 - t1, t3 - t2)):
+            seconds[k] += dt
+    return seconds
 
 
 # ---- engine --------------------------------------------------------------------------------
 
 
+_OPENED: dict = {}  # key -> a trainer's shared buffer mapped into this process (opened once)
+
+
 def open_bucket(handles: dict, bucket: list[TensorMeta]) -> dict[str, torch.Tensor]:
-    """The bucket shared from this process's GPU (`handles`: GPU uuid -> handle), as name ->
-    tensor views of the trainer's buffer (no copy)."""
-    return unflatten(bucket, open_ipc_handle(handles[device_uuid()]))
+    """The bucket in the buffer shared from this process's GPU (`handles` as from
+    `SharedBuffers`), as name -> tensor views of it (no copy)."""
+    key = handles["key"]
+    if key not in _OPENED:
+        _OPENED[key] = open_ipc_handle(handles["by_gpu"][device_uuid()])
+    return unflatten(bucket, _OPENED[key][:sum(m.numel for m in bucket)])

@@ -12,6 +12,7 @@ class SyncStats:
     num_bytes: int
     version: int
     pending: list = field(default_factory=list)  # refs of generator loads still running (wait=False)
+    phases: dict = field(default_factory=dict)  # seconds per phase, where the transport reports them
 
 
 class WeightTransport(Protocol):

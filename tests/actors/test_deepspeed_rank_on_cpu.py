@@ -7,7 +7,7 @@ import torch
 
 from rlhf.actors.deepspeed_rank import OptimSettings
 from rlhf.algorithms.objective import PolicyLossSettings
-from rlhf.batch import Completion, collate, split_rows
+from rlhf.batch import Completion, collate, select_rows, update_shards
 from rlhf.config import RLConfig
 from rlhf.models import tiny_model_path
 from rlhf.startup.roles import create_trainers
@@ -26,8 +26,8 @@ def _batch(nan_rows: slice = slice(0, 0)) -> dict:
 
 
 def _step(group, batch, world) -> dict:
-    counts = [{"num_tokens": float(batch["response_mask_BR"].sum()), "num_seqs": 4.0}]
-    results = group.scatter(lambda t, s: t.train_rl.remote([s], counts, PolicyLossSettings()), split_rows(batch, world))
+    per_rank, counts = update_shards(batch, world, 1, 1, max_tokens=10_000, pad_id=256)
+    results = group.scatter(lambda t, s: t.train_rl.remote(s, counts, PolicyLossSettings()), per_rank)
     return results[0]
 
 
@@ -36,7 +36,7 @@ def test_a_non_finite_loss_on_one_rank_skips_the_step_everywhere(tmp_path, world
     cfg = RLConfig()
     cfg.trainer.num_workers, cfg.trainer.cpus_per_worker = world, 0.5
     path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
-    group = create_trainers(cfg, path, OptimSettings(lr=1e-2, zero_stage=stage, micro_batch_size=4 // world))
+    group = create_trainers(cfg, path, OptimSettings(lr=1e-2, zero_stage=stage))
     try:
         before = group.each(lambda t: t.named_weights.remote())[0]
         metrics = _step(group, _batch(nan_rows=slice(3, 4)), world)  # the last row: the last rank's shard
@@ -49,5 +49,24 @@ def test_a_non_finite_loss_on_one_rank_skips_the_step_everywhere(tmp_path, world
         assert good["actor/skipped_steps"] == 0.0
         assert any(not torch.equal(before[k], trained[k]) for k in before)
         assert all(bool(torch.isfinite(v).all()) for v in trained.values())
+    finally:
+        group.kill()
+
+
+def test_a_rank_without_rows_runs_an_empty_micro_batch(tmp_path):
+    """Three ZeRO-3 ranks, two rows: the third rank's empty micro-batch joins every collective
+    (no hang), adds nothing to the gradient, and every rank ends with the same weights."""
+    cfg = RLConfig()
+    cfg.trainer.num_workers, cfg.trainer.cpus_per_worker = 3, 0.5
+    path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
+    group = create_trainers(cfg, path, OptimSettings(lr=1e-2, zero_stage=3))
+    try:
+        batch = select_rows(_batch(), [0, 1])
+        per_rank, counts = update_shards(batch, 3, 1, 1, max_tokens=10_000, pad_id=256)
+        assert [len(mbs) for mbs in per_rank[2]] == [1] and per_rank[2][0][0]["response_mask_BR"].sum() == 0
+        results = group.scatter(lambda t, s: t.train_rl.remote(s, counts, PolicyLossSettings()), per_rank)
+        assert results[0]["actor/skipped_steps"] == 0.0 and results[0]["actor/grad_norm"] > 0
+        assert "actor/pg_loss" not in results[2]  # the empty micro-batch reports no loss of its own
+        assert results[0]["actor/pg_loss"] + results[1]["actor/pg_loss"] != 0.0
     finally:
         group.kill()

@@ -54,8 +54,10 @@ def test_wrong_type_names_key_and_type():
 
 
 def test_cross_field_errors_say_what_to_change():
-    with pytest.raises(ConfigError, match="trainer.micro_batch_size"):
-        load("rollout.prompts_per_step=3", "rollout.n=5", "trainer.num_workers=2")
+    with pytest.raises(ConfigError, match="trainer.mini_batches=2"):
+        load("rollout.prompts_per_step=3", "rollout.n=5", "trainer.mini_batches=2")
+    with pytest.raises(ConfigError, match="trainer.micro_batch_size.*trainer.max_tokens_per_micro_batch"):
+        load("trainer.micro_batch_size=8")  # RL micro-batches are sized by tokens
     with pytest.raises(ConfigError, match="algorithm.loss_agg"):
         load("algorithm.loss_agg=token-sum")
     with pytest.raises(ConfigError, match="algorithm.adv_estimator"):
@@ -101,7 +103,8 @@ def test_one_key_per_learning_rate_and_step_count():
         assert [k for k in keys if k.endswith(".steps") and not k.startswith("warmstart.")] == ["run.steps"]
         assert [k for k in keys if k.endswith(".lr") and k.split(".")[0] not in ("warmstart", "critic")] == \
             ["trainer.lr"]
-        assert [k for k in keys if k.endswith("micro_batch_size")] == ["trainer.micro_batch_size"]
+        assert [k for k in keys if "micro_batch" in k] == (["trainer.max_tokens_per_micro_batch"] + (
+            ["trainer.micro_batch_size"] if cls in (SFTConfig, DPOConfig) else []))
     cfg = load_config(SFTConfig, sft_defaults(), ["trainer.lr=0.5", "run.steps=7"])
     assert (cfg.trainer.lr, cfg.run.steps) == (0.5, 7)
 
@@ -172,7 +175,7 @@ def test_roles_are_decided_in_one_place():
 
 def test_bad_values_are_errors_naming_the_key():
     for arg, key in (("trainer.lr=-1", "trainer.lr"), ("run.steps=0", "run.steps"),
-                     ("trainer.micro_batch_size=0", "trainer.micro_batch_size"),
+                     ("trainer.max_tokens_per_micro_batch=-1", "trainer.max_tokens_per_micro_batch"),
                      ("trainer.num_workers=0", "trainer.num_workers"),
                      ("rollout.prompts_per_step=0", "rollout.prompts_per_step")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

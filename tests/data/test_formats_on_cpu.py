@@ -86,8 +86,10 @@ def test_pack_layout_by_hand():
     assert list(zip(rows.tolist(), cols.tolist())) == [(0, 2), (0, 4), (1, 3)]
     mask = model_inputs(b, "cpu")["attention_mask"][0, 0]
     assert mask[4].tolist() == [False, False, False, True, True]  # the 2nd example sees only itself
-    flash = model_inputs(b, "cpu", flash=True)  # FlashAttention-2: positions restart, no mask
-    assert sorted(flash) == ["input_ids", "position_ids"] and flash["position_ids"].tolist()[0] == [0, 1, 2, 0, 1]
+    with pytest.raises(ValueError, match="one row"):  # FlashAttention-2 separates examples within one row only
+        model_inputs(b, "cpu", flash=True)
+    one = model_inputs(pack_batch([([5, 6, 7], 1), ([8, 9], 1)], None, 0), "cpu", flash=True)
+    assert sorted(one) == ["input_ids", "position_ids"] and one["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
 
 
 def test_packed_log_probs_equal_padded(tmp_path):

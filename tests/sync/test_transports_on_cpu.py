@@ -6,12 +6,13 @@ import torch
 
 from rlhf.actors.generator import SamplingSettings
 from rlhf.algorithms.objective import PolicyLossSettings
-from rlhf.batch import collate, split_rows
+from rlhf.batch import collate, update_shards
 from rlhf.config import RLConfig
 from rlhf.data.synthetic import task_rows
 from rlhf.models import load_tokenizer, tiny_model_path
 from rlhf.recipes.dapo import dapo_defaults
-from rlhf.startup.roles import create_generators, create_trainers, optim_settings, rl_layout
+from rlhf.packing import gather_rows, rl_micro_batches
+from rlhf.startup.roles import create_generators, create_trainers, optim_settings
 from rlhf.sync import make_transport
 
 
@@ -23,11 +24,11 @@ def _train_once(trainers, generators, tok, world):
     comps = ray.get(generators.actors[0].generate.remote(prompt_ids, SamplingSettings(n=4, max_new_tokens=8)))
     batch = collate([p for p in prompt_ids for _ in range(4)], comps, tok.pad_token_id)
     batch["advantages_BR"] = torch.randn(8, 1) * batch["response_mask_BR"]
-    shards = split_rows(batch, world)
-    mask = batch["response_mask_BR"]
-    counts = [{"num_tokens": float(mask.sum()), "num_seqs": 8.0}]
-    trainers.scatter(lambda t, s: t.train_rl.remote([s], counts, PolicyLossSettings()), shards)
-    return batch, torch.cat(trainers.scatter(lambda t, s: t.logprobs.remote(s), shards))
+    per_rank, counts = update_shards(batch, world, 1, 1, max_tokens=64, pad_id=tok.pad_token_id)
+    trainers.scatter(lambda t, s: t.train_rl.remote(s, counts, PolicyLossSettings()), per_rank)
+    shards, plan = rl_micro_batches(batch, world, 64, tok.pad_token_id)
+    return batch, gather_rows(trainers.scatter(lambda t, s: t.score.remote(s), shards), plan,
+                              *batch["response_mask_BR"].shape)
 
 
 # object_store: the CPU default; broadcast: the split-GPU transport's code over gloo, with
@@ -46,7 +47,7 @@ def test_generator_matches_trainer_after_sync(ray_local, tmp_path, world, stage,
     cfg.model.lora_rank = lora
     path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
     tok = load_tokenizer(path)
-    trainers = create_trainers(cfg, path, optim_settings(cfg, rl_layout(cfg), cfg.trainer.lr, 0), lora=True)
+    trainers = create_trainers(cfg, path, optim_settings(cfg, None, cfg.trainer.lr, 0), lora=True)
     generators = create_generators(cfg, cfg.generator, path)
     try:
         sync = make_transport(cfg.generator, trainers, generators)
