@@ -36,6 +36,9 @@ def rl_inputs(cfg) -> RLInputs:
     out = RLInputs(base, tokenizer, None, None)
     env_cls = load_environment(cfg.rollout.env)
     tools = tool_schemas(env_cls.tools) or None
+    if tools and _template_drops_tools(tokenizer, tools):
+        log.warning("rollout.env=%s offers tools, but the chat template of %s does not render them: the model "
+                    "sees no schemas unless the environment's start() describes the tools", cfg.rollout.env, base)
     for split in ("train", "eval"):
         rows, source = load_rows(cfg.data, split, env_task(cfg))
         if split == "eval":
@@ -71,3 +74,9 @@ def complete_rows(prompts: PromptSet, fns: dict, source: str, skip: bool) -> lis
                             f"(the data has {sorted(prompts.columns)}; name the gold column with data.answer_key, "
                             "or skip such rows with data.skip_incomplete_rows=true)")
     return keep
+
+
+def _template_drops_tools(tokenizer, tools: list) -> bool:
+    messages = [{"role": "user", "content": "x"}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, tools=tools) == \
+        tokenizer.apply_chat_template(messages, tokenize=False)
