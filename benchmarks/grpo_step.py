@@ -8,7 +8,8 @@ batch, group size and fixed lengths.
 Model: Qwen2.5-shaped, random weights, byte-level tokenizer with a ChatML template (so both
 frameworks tokenize the same prompts identically). Prompts: the built-in addition task, as
 chat messages. Responses: exactly --response-len tokens (EOS ignored). Batch: --prompts
-prompts x --n samples, one optimizer step per batch in micro-batches of --micro-batch, no KL
+prompts x --n samples, one optimizer step per batch (micro-batches: ours packed by --max-tokens,
+TRL --micro-batch rows), no KL
 term (no reference model), lr 1e-6, bf16. Reported: the median step time over steps 2..S
 (step 1 includes compilation and allocator warm-up). TRL is installed for the benchmark only.
 """
@@ -37,7 +38,7 @@ def ours(a) -> dict:
         "placement.mode=colocate", f"generator.gpu_memory_utilization={a.gpu_memory_utilization}",
         f"rollout.prompts_per_step={a.prompts}", f"rollout.gen_prompts={a.prompts}", f"rollout.n={a.n}",
         f"rollout.max_new_tokens={a.response_len}", "rollout.ignore_eos=true", "algorithm.kl_coef=0",
-        f"trainer.micro_batch_size={a.micro_batch}", "trainer.lr=1e-6", "trainer.zero_stage=2",
+        f"trainer.max_tokens_per_micro_batch={a.max_tokens}", "trainer.lr=1e-6", "trainer.zero_stage=2",
         f"run.steps={a.steps}", "run.eval_every=0", "data.num_eval=8", "run.save_policy=false",
         "run.progress=false", f"run.output_dir={out}", "run.name=bench"])
     rows = [json.loads(line) for line in open(os.path.join(summary["run_dir"], "metrics.jsonl"))]
@@ -101,12 +102,14 @@ if __name__ == "__main__":
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--response-len", type=int, default=256)
-    p.add_argument("--micro-batch", type=int, default=16)
+    p.add_argument("--micro-batch", type=int, default=16, help="TRL: rows per forward")
+    p.add_argument("--max-tokens", type=int, default=16384, help="ours: tokens per packed micro-batch")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--gpu-memory-utilization", type=float, default=0.3)
     args = p.parse_args()
     result = {"ours": ours, "trl": trl}[args.framework](args)
     result |= {"prompts": args.prompts, "n": args.n, "response_len": args.response_len,
-               "micro_batch": args.micro_batch, "device": torch.cuda.get_device_name(),
+               "micro_batch": args.micro_batch if args.framework == "trl" else None,
+               "max_tokens": args.max_tokens if args.framework == "ours" else None, "device": torch.cuda.get_device_name(),
                "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result), flush=True)
