@@ -52,6 +52,9 @@ class RolloutConfig:
                                                  "together; also DAPO's L_max (empty: max_new_tokens x max_turns)")
     tool_timeout_s: float = _f(10.0, "wall-clock limit of one tool call; past it the model sees an error")
     tool_memory_mb: int = _f(1024, "address-space limit of a tool call's process, in MiB (0: none)")
+    turn_gather_s: float = _f(0.5, "after one episode's environment step comes back, seconds to wait for the others "
+                                   "to share its generation batch; runs repeat exactly when every step returns "
+                                   "within it, and a slower step never holds the others longer")
 
     def episode_tokens(self) -> int:
         """The token budget of an episode's response (one turn's `max_new_tokens` when single-turn)."""
@@ -268,6 +271,8 @@ class RLConfig(BaseConfig):
         except (EnvSpecError, ToolSchemaError) as e:
             raise ConfigError(str(e) if str(e).startswith("rollout.env") else f"rollout.env={r.env}: {e}") from None
         check_positive(rollout__max_turns=r.max_turns, rollout__tool_timeout_s=r.tool_timeout_s)
+        if r.turn_gather_s < 0:
+            raise ConfigError(f"rollout.turn_gather_s={r.turn_gather_s} must be >= 0")
         if r.max_episode_tokens is not None and r.max_episode_tokens < r.max_new_tokens:
             raise ConfigError(f"rollout.max_episode_tokens={r.max_episode_tokens} must be >= rollout.max_new_tokens="
                               f"{r.max_new_tokens} (one turn must fit)")

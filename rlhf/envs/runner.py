@@ -7,7 +7,7 @@ else. After it, each episode's environment step runs in a thread (tools run in c
 processes); whenever steps come back, the episodes that are ready are generated together as
 the next per-turn batch, while episodes still waiting on a tool keep waiting without holding
 anyone. Steps that finish within `gather_s` of the first are batched together, so with
-tools faster than that the batches (and the samples) are the same on every run.
+steps faster than that the batches (and the samples) are the same on every run.
 """
 
 from __future__ import annotations
@@ -33,16 +33,15 @@ class EpisodeSettings:
     max_episode_tokens: int = 16  # response tokens of an episode, model and observation tokens together
     tool_timeout_s: float = 10.0
     tool_memory_mb: int = 1024
+    gather_s: float = 0.5  # after the first step of a round comes back, wait this long for the others
 
 
 class EpisodeRunner:
-    def __init__(self, engine, tokenizer, env_cls: type, settings: EpisodeSettings, eos_id: int,
-                 gather_s: float = 0.5, threads: int = 16):
+    def __init__(self, engine, tokenizer, env_cls: type, settings: EpisodeSettings, eos_id: int, threads: int = 16):
         self.engine, self.tokenizer, self.env_cls, self.settings = engine, tokenizer, env_cls, settings
         self.renderer = ObservationRenderer(tokenizer, eos_id) if env_cls.multi_turn else None
         self.tool_runner = ToolRunner(env_cls.tools, settings.tool_timeout_s, settings.tool_memory_mb) \
             if env_cls.tools else None
-        self.gather_s = gather_s
         self.pool = cf.ThreadPoolExecutor(threads, thread_name_prefix="env-step") if env_cls.multi_turn else None
         self._warned: set[str] = set()
 
@@ -112,7 +111,7 @@ class EpisodeRunner:
     def _gather(self, pending: dict) -> list[Episode]:
         """Episodes whose environment step came back and that continue, in episode order."""
         cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-        cf.wait(pending, timeout=self.gather_s)
+        cf.wait(pending, timeout=self.settings.gather_s)
         done = [f for f in pending if f.done()]
         for f in done:
             f.result()  # a failure of the runner itself surfaces here

@@ -63,7 +63,7 @@ def create_generators(cfg, g, model_path: str, placement=None, rollout=None) -> 
     if rollout is not None:
         env = rollout.env
         episodes = EpisodeSettings(rollout.max_turns, rollout.episode_tokens(), rollout.tool_timeout_s,
-                                   rollout.tool_memory_mb)
+                                   rollout.tool_memory_mb, rollout.turn_gather_s)
 
     return ActorGroup(
         Generator, g.num_workers, name="generator", num_cpus=g.cpus_per_worker, num_gpus=g.gpus_per_worker,
