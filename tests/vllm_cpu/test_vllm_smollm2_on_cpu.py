@@ -64,4 +64,6 @@ def test_vllm_answers_stop_at_the_end_of_turn_token(engines):
     # the sampling log-probs of the greedy answers are the transformers engine's too
     batch = collate(_prompts(tok), comps, tok.pad_token_id)
     mask = batch["response_mask_BR"] > 0
-    assert (batch["rollout_logprobs_BR"] - hf.logprobs(batch, 1.0)).abs()[mask].max().item() < TOL
+    diff = (batch["rollout_logprobs_BR"] - hf.logprobs(batch, 1.0)).abs()[mask].max().item()
+    print(f"\nSmolLM2 vLLM greedy answers: sampling log-probs vs transformers max |diff| {diff:.2e}")
+    assert diff < TOL
