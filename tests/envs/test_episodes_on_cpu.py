@@ -6,7 +6,6 @@ the token budget hold, and an episode waiting on a slow step does not hold the o
 import time
 
 import pytest
-import torch
 
 from rlhf.batch import collate
 from rlhf.config.base import TinyModelConfig
