@@ -138,21 +138,21 @@ def apply_lora(model, rank: int, alpha: float, dropout: float, targets: list[str
 
 
 def attention_backend(device: str) -> str:
-    """FlashAttention-2 on GPU when the package is installed, else PyTorch SDPA (said once);
-    `RLHF_ATTENTION` (sdpa, flex_attention, flash_attention_2, eager) overrides, for benchmarks."""
+    """FlashAttention-2 on GPU when the package is installed, else `rlhf.attention`'s varlen
+    backend (PyTorch's variable-length kernel on packed rows, SDPA elsewhere);
+    `RLHF_ATTENTION` (rlhf_varlen, sdpa, flex_attention, flash_attention_2, eager) overrides."""
+    from rlhf.attention import NAME, register
+
     chosen = os.environ.get("RLHF_ATTENTION")
-    if chosen:
+    if chosen and chosen != NAME:
         return chosen
-    if device == "cpu":
-        return "sdpa"
-    try:
-        import flash_attn  # noqa: F401
-        return "flash_attention_2"
-    except ImportError:
-        if not getattr(attention_backend, "warned", False):
-            log.warning("flash-attn is not installed: attention runs on PyTorch SDPA")
-            attention_backend.warned = True
-        return "sdpa"
+    if device != "cpu" and not chosen:
+        try:
+            import flash_attn  # noqa: F401
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return register()
 
 
 def uses_flash_attention(model) -> bool:

@@ -234,6 +234,9 @@ def deepspeed_config(o: OptimSettings, world_size: int, bf16: bool) -> dict:
         "zero_optimization": zero,
         "bf16": {"enabled": bf16},
         "zero_allow_untested_optimizer": True,
+        # ZeRO-Offload steps the client torch AdamW on the CPU copy (DeepSpeed's CPU Adam would
+        # need a JIT build); without this DeepSpeed refuses a client optimizer with offload
+        "zero_force_ds_cpu_optimizer": False,
         "steps_per_print": 2**31 - 1,
     }
     if o.decay_steps:  # DeepSpeed's WarmupDecayLR needs a warmup of at least one step

@@ -59,6 +59,8 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
         out = mean_dicts(steps) | {"actor/skipped_steps": self._take_skips()}
         if self.device == "cuda":  # the update's peak, for memory comparisons (full, LoRA, QLoRA)
             out["memory/trainer_peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            # a colocated engine wakes up next: give it the blocks the update's peak left cached
+            torch.cuda.empty_cache()
         return out
 
     def _rl_micro_batch(self, mb: dict, count: dict, loss: PolicyLossSettings):

@@ -70,3 +70,20 @@ def test_a_rank_without_rows_runs_an_empty_micro_batch(tmp_path):
         assert results[0]["actor/pg_loss"] + results[1]["actor/pg_loss"] != 0.0
     finally:
         group.kill()
+
+
+def test_zero_offload_steps_with_the_torch_optimizer(tmp_path):
+    """trainer.offload=true: ZeRO-2 keeps the optimizer state on the CPU and the client AdamW
+    steps it (DeepSpeed refuses that pairing unless told; the step must train)."""
+    cfg = RLConfig()
+    cfg.trainer.cpus_per_worker = 0.5
+    path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
+    group = create_trainers(cfg, path, OptimSettings(lr=1e-2, zero_stage=2, offload=True))
+    try:
+        before = group.each(lambda t: t.named_weights.remote())[0]
+        metrics = _step(group, _batch(), 1)
+        after = group.each(lambda t: t.named_weights.remote())[0]
+        assert metrics["actor/skipped_steps"] == 0.0
+        assert any(not torch.equal(before[k], after[k]) for k in before)
+    finally:
+        group.kill()

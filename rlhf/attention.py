@@ -1,0 +1,81 @@
+"""Attention on packed rows without a dense mask, for where FlashAttention-2 is not installed.
+
+A packed micro-batch (`rlhf.packing`) is one row whose position ids restart at every sequence.
+With SDPA, transformers turns the restarts into a dense [N, N] document mask, and a masked SDPA
+cannot use its flash kernel: the whole row's N^2 attention is computed and masked, in memory
+that grows with N^2. This backend (`rlhf_varlen`) cuts the row at the restarts instead: on
+CUDA into PyTorch's own variable-length flash kernel (`torch.nn.attention.varlen`), elsewhere
+into one causal SDPA call per sequence. Anything that is not a packed row (padded batches,
+generation with a cache) goes to plain SDPA, so one model serves both.
+"""
+
+from __future__ import annotations
+
+import torch
+
+NAME = "rlhf_varlen"
+
+
+def _boundaries(position_ids: torch.Tensor) -> torch.Tensor | None:
+    """cu_seqlens [S + 1] (int32) of one packed row, or None if it holds one sequence."""
+    pos = position_ids[0]
+    starts = (pos == 0).nonzero().flatten()
+    if len(starts) <= 1 or int(starts[0]) != 0:
+        return None
+    return torch.cat([starts, starts.new_tensor([pos.numel()])]).to(torch.int32)
+
+
+def varlen_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
+                             scaling: float | None = None, **kwargs):
+    """transformers' attention signature: query [1, H, N, D], key/value [1, Hkv, N, D]; returns
+    ([1, N, H, D], None)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    position_ids = kwargs.get("position_ids")
+    packed = (position_ids is not None and query.shape[0] == 1 and kwargs.get("cache") is None
+              and query.shape[2] == key.shape[2] == position_ids.shape[-1])
+    cu = _boundaries(position_ids) if packed else None
+    if cu is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    groups = query.shape[1] // key.shape[1]
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [N, heads, D]
+    if q.is_cuda:
+        out = _cuda_varlen(q, k, v, cu, groups, scaling)
+    else:
+        if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        out = torch.cat([
+            torch.nn.functional.scaled_dot_product_attention(
+                q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1), is_causal=True,
+                scale=scaling).transpose(0, 1)
+            for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())])
+    return out[None], None  # [1, N, H, D]
+
+
+def _cuda_varlen(q, k, v, cu, groups: int, scaling):
+    """PyTorch's variable-length flash attention, causal (its keyword changed across releases:
+    `is_causal`, later a (-1, 0) window), grouped-query heads native where it takes them."""
+    import inspect
+
+    from torch.nn.attention.varlen import varlen_attn
+
+    params = inspect.signature(varlen_attn).parameters
+    extra = {"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)}
+    if groups > 1:
+        if "enable_gqa" in params:
+            extra["enable_gqa"] = True
+        else:
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    longest = int((cu[1:] - cu[:-1]).max())
+    return varlen_attn(q, k, v, cu, cu, longest, longest, scale=scaling, **extra)
+
+
+def register() -> str:
+    """Makes `attn_implementation="rlhf_varlen"` loadable (its masks: SDPA's); returns the name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(NAME, varlen_attention_forward)
+    AttentionMaskInterface.register(NAME, sdpa_mask)
+    return NAME
