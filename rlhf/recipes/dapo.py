@@ -35,7 +35,11 @@ DEFAULTS = [
     "rollout.prompts_per_step=16",
     "rollout.gen_prompts=24",  # dynamic sampling draws more prompts than it keeps
     "rollout.max_new_tokens=40",  # worked answers are <= 28 tokens
-    "run.steps=30",
+    # 30 steps left held-out accuracy still rising (+0.25 here, +0.14 on another CPU); 60 let it
+    # settle, and 400 held-out prompts halve the variance of the before/after difference
+    "run.steps=60",
+    "run.eval_every=10",
+    "data.num_eval=400",
 ]
 
 
