@@ -92,12 +92,6 @@ class TrainerConfig:
     cpus_per_worker: float = _f(1.0, "Ray CPUs reserved per trainer actor")
     gpus_per_worker: float = _f(0.0, "Ray GPUs reserved per trainer actor")
 
-    def micro_batch_tokens(self) -> int:
-        """The token budget of a micro-batch: `max_tokens_per_micro_batch`, or its device default."""
-        if self.max_tokens_per_micro_batch:
-            return self.max_tokens_per_micro_batch
-        return 8192 if self.gpus_per_worker > 0 else 512
-
 
 @dataclass
 class RunConfig:
@@ -158,6 +152,15 @@ class BaseConfig:
             require_bitsandbytes()
         except ImportError as e:
             raise ConfigError(str(e)) from None
+
+    def trainer_on_gpu(self) -> bool:
+        return self.trainer.gpus_per_worker > 0
+
+    def micro_batch_tokens(self) -> int:
+        """The token budget of a micro-batch: `trainer.max_tokens_per_micro_batch`, or the
+        default of the trainer's device (8192 on GPU, 512 on CPU)."""
+        t = self.trainer
+        return t.max_tokens_per_micro_batch or (8192 if self.trainer_on_gpu() else 512)
 
     def validate(self):
         m, t, r = self.model, self.trainer, self.run

@@ -172,6 +172,10 @@ class RLConfig(BaseConfig):
         "algorithm.kl_controller": "rlhf.recipes.ppo's algorithm.kl_controller (here the coefficient is fixed)",
     }
 
+    def trainer_on_gpu(self) -> bool:
+        # placement groups hand the trainers their GPUs (trainer.gpus_per_worker stays 0 there)
+        return self.placement.mode != "none" or super().trainer_on_gpu()
+
     def roles(self) -> NeededRoles:
         return NeededRoles(reference=self.algorithm.kl_coef > 0, critic=self.uses_critic(),
                      reward_model=bool(self.reward.model))

@@ -73,7 +73,8 @@ class KTOLossConfig:
 _SUPERVISED_MOVED = {
     "train.steps": "run.steps", "train.lr": "trainer.lr", "train.warmup_steps": "trainer.warmup_steps",
     "train.batch_size": "trainer.batch_size", "train.micro_batch_size": "trainer.micro_batch_size",
-    "train.packing": "trainer.packing", "train.max_len": "trainer.max_tokens_per_micro_batch", "train.eval_every": "run.eval_every",
+    "train.packing": "trainer.packing", "train.max_len": "trainer.max_tokens_per_micro_batch",
+    "train.eval_every": "run.eval_every",
     "train.num_eval": "data.num_eval", "reward.eval_fns": "eval.fns", "rollout.max_new_tokens": "eval.max_new_tokens",
     "generator.gpus_per_worker": "eval.generator_gpus",
     "trainer.max_len": "trainer.max_tokens_per_micro_batch (examples are packed by token count)",

@@ -7,7 +7,6 @@ import random
 
 import torch
 
-from rlhf.batch import split_rows
 from rlhf.data.files import DataError, read_rows
 from rlhf.data.formats import as_messages, preference_example, sft_example
 from rlhf.data.sequences import Example, encode, pack_batch, pad_batch

@@ -57,7 +57,7 @@ class PPOLoop(RLLoop):
         metrics = super().update(batch)
         t = self.cfg.trainer
         per_rank, counts = update_shards(batch, len(self.roles.critic), t.mini_batches, t.epochs,
-                                         t.micro_batch_tokens(), self.tokenizer.pad_token_id)
+                                         self.cfg.micro_batch_tokens(), self.tokenizer.pad_token_id)
         c = self.cfg.critic
         with self.timer.timed("critic"):
             critic = self.roles.critic.scatter(

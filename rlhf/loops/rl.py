@@ -110,18 +110,19 @@ class RLLoop:
     def old_logprobs(self, batch: dict) -> torch.Tensor:
         """pi_old of every row, scored by the trainer ranks in packed micro-batches."""
         with self.timer.timed("old_logprobs"):
-            return self._score(self.roles.trainers, batch, lambda tr, mbs: tr.score.remote(mbs, self.cfg.rollout.temperature))
+            T = self.cfg.rollout.temperature
+            return self._score(self.roles.trainers, batch, lambda tr, mbs: tr.score.remote(mbs, T))
 
     def _score(self, group, batch: dict, call) -> torch.Tensor:
         """[B, R] per-token results of `call(actor, micro_batches)` on every rank of `group`."""
-        shards, plan = rl_micro_batches(batch, len(group), self.cfg.trainer.micro_batch_tokens(),
+        shards, plan = rl_micro_batches(batch, len(group), self.cfg.micro_batch_tokens(),
                                         self.tokenizer.pad_token_id)
         return gather_rows(group.scatter(call, shards), plan, *batch["response_mask_BR"].shape)
 
     def reference_logprobs(self, batch: dict) -> torch.Tensor:
-        t, T = self.cfg.trainer, self.cfg.rollout.temperature
+        T, budget = self.cfg.rollout.temperature, self.cfg.micro_batch_tokens()
         with self.timer.timed("reference"):
-            (ref,) = self.roles.reference.each(lambda x: x.logprobs.remote(batch, T, t.micro_batch_tokens()))
+            (ref,) = self.roles.reference.each(lambda x: x.logprobs.remote(batch, T, budget))
         return ref
 
     def prepare(self, batch: dict, scores: torch.Tensor) -> dict:
@@ -145,7 +146,7 @@ class RLLoop:
     def update(self, batch: dict) -> dict:
         t = self.cfg.trainer
         per_rank, counts = update_shards(batch, len(self.roles.trainers), t.mini_batches, t.epochs,
-                                         t.micro_batch_tokens(), self.tokenizer.pad_token_id)
+                                         self.cfg.micro_batch_tokens(), self.tokenizer.pad_token_id)
         loss = self.loss_settings()
         results = self.roles.trainers.scatter(lambda tr, shards: tr.train_rl.remote(shards, counts, loss), per_rank)
         self.version += 1

@@ -61,8 +61,8 @@ class SFTTask(_Task):
 
     def train_step(self, items: list) -> dict:
         t = self.cfg.trainer
-        shards, n_tok = sft_micro_batches(items, t.num_workers, self.pad_id, t.packing, t.micro_batch_tokens(),
-                                          self.layout.micro)
+        shards, n_tok = sft_micro_batches(items, t.num_workers, self.pad_id, t.packing,
+                                          self.cfg.micro_batch_tokens(), self.layout.micro)
         metrics = self.trainers.scatter(lambda a, s: a.train_sft.remote(s, n_tok), shards)
         return {"train/loss": sum(m["sft/loss"] for m in metrics), "train/grad_norm": metrics[0]["sft/grad_norm"],
                 "train/skipped_steps": metrics[0]["sft/skipped_steps"]}
@@ -104,7 +104,7 @@ class RewardModelTask(_Task):
     def _micro_batches(self, items: list) -> list[list[dict]]:
         t = self.cfg.trainer
         return pair_micro_batches(items, t.num_workers, self.layout.micro, self.pad_id, t.packing,
-                                  t.micro_batch_tokens())
+                                  self.cfg.micro_batch_tokens())
 
     def train_step(self, items: list) -> dict:
         n = len(items)

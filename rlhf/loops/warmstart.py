@@ -36,7 +36,7 @@ def warm_start(cfg, base_path: str, tokenizer, whole_gpu: bool = False) -> str:
     t = cfg.trainer
     # everything the result depends on: base model, examples, warm-start and sharding settings, seed
     key = content_key(base_path, examples, asdict(ws) | {"cache_dir": None}, t.num_workers, t.zero_stage,
-                      t.micro_batch_tokens(), t.grad_clip, cfg.run.seed)
+                      cfg.micro_batch_tokens(), t.grad_clip, cfg.run.seed)
     out = cache_root(cfg.model.cache_dir) / "warmstart" / key
     if (out / "config.json").is_file():
         log.info("warm start: cached at %s", out)
@@ -47,7 +47,7 @@ def warm_start(cfg, base_path: str, tokenizer, whole_gpu: bool = False) -> str:
     bar = tqdm(range(ws.steps), desc="warm start (SFT)", disable=not cfg.run.progress)
     for _ in bar:
         shards, n_tok = sft_micro_batches([examples[i] for i in sampler.next()], t.num_workers,
-                                          tokenizer.pad_token_id, packing=True, max_tokens=t.micro_batch_tokens(),
+                                          tokenizer.pad_token_id, packing=True, max_tokens=cfg.micro_batch_tokens(),
                                           micro=0)
         metrics = trainers.scatter(lambda a, shard: a.train_sft.remote(shard, n_tok), shards)
         bar.set_postfix(loss=f"{sum(m['sft/loss'] for m in metrics):.3f}")

@@ -24,7 +24,7 @@ def optim_settings(cfg, layout: Optional[MicroBatching], lr: float, warmup_steps
     layout = layout or MicroBatching(per_rank=1, micro=1, grad_accum=1)
     return OptimSettings(lr=lr, weight_decay=t.weight_decay, grad_clip=t.grad_clip, zero_stage=t.zero_stage,
                          offload=t.offload, micro_batch_size=layout.micro, grad_accum=layout.grad_accum,
-                         max_tokens=t.micro_batch_tokens(), gradient_checkpointing=cfg.model.gradient_checkpointing,
+                         max_tokens=cfg.micro_batch_tokens(), gradient_checkpointing=cfg.model.gradient_checkpointing,
                          warmup_steps=min(warmup_steps, decay_steps) if decay_steps else warmup_steps,
                          decay_steps=decay_steps)
 

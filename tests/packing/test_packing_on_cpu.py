@@ -14,7 +14,8 @@ from rlhf.packing import EMPTY, balance_ranks, gather_rows, pack_bins, plan_micr
 
 def _rl_batch(seed: int = 0, rows: int = 10) -> dict:
     g = torch.Generator().manual_seed(seed)
-    prompts = [torch.randint(0, 256, (int(n),), generator=g).tolist() for n in torch.randint(2, 12, (rows,), generator=g)]
+    lengths = torch.randint(2, 12, (rows,), generator=g)
+    prompts = [torch.randint(0, 256, (int(n),), generator=g).tolist() for n in lengths]
     comps = [Completion(torch.randint(0, 256, (int(n),), generator=g).tolist(), [0.0] * int(n), True)
              for n in torch.randint(0, 9, (rows,), generator=g)]  # an empty response among them
     comps[0] = Completion([], [], True)
@@ -111,7 +112,8 @@ def test_packed_reward_model_scores_equal_padded(tiny):
 
     model = load_value_model(tiny, torch.float32)
     g = torch.Generator().manual_seed(4)
-    examples = [(torch.randint(0, 256, (int(n),), generator=g).tolist(), 1) for n in torch.randint(2, 15, (6,), generator=g)]
+    lengths = torch.randint(2, 15, (6,), generator=g)
+    examples = [(torch.randint(0, 256, (int(n),), generator=g).tolist(), 1) for n in lengths]
     padded = sequence_rewards(model, pad_batch(examples, 256), "cpu")
     packed = sequence_rewards(model, pack_batch(examples, None, 256), "cpu")
     assert torch.allclose(packed, padded, atol=1e-5)
