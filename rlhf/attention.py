@@ -43,14 +43,26 @@ def varlen_attention_forward(module, query, key, value, attention_mask, dropout:
     if q.is_cuda:
         out = _cuda_varlen(q, k, v, cu, groups, scaling)
     else:
-        if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        out = torch.cat([
-            torch.nn.functional.scaled_dot_product_attention(
-                q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1), is_causal=True,
-                scale=scaling).transpose(0, 1)
-            for a, b in zip(cu[:-1].tolist(), cu[1:].tolist())])
+        out = _padded_segments(q, k, v, cu, groups, scaling)
     return out[None], None  # [1, N, H, D]
+
+
+def _padded_segments(q, k, v, cu, groups: int, scaling):
+    """Off CUDA: the row's sequences stacked as a padded batch [S, heads, T_max, D] for one causal
+    SDPA call (padding keys masked out), their outputs gathered back into the row."""
+    lengths = cu[1:] - cu[:-1]
+    T = int(lengths.max())
+    offsets = torch.arange(T, device=q.device)
+    index = cu[:-1, None].long() + offsets  # [S, T] positions in the row
+    valid = offsets < lengths[:, None]
+    index = torch.where(valid, index, 0)
+    if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    qs, ks, vs = (t[index].transpose(1, 2) for t in (q, k, v))  # [S, heads, T, D]
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    mask = causal & valid[:, None, None, :]  # padded query rows still see their own first key
+    out = torch.nn.functional.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scaling)
+    return out.transpose(1, 2)[valid]  # [N, heads, D], in row order
 
 
 def _cuda_varlen(q, k, v, cu, groups: int, scaling):

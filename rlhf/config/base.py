@@ -86,7 +86,7 @@ class TrainerConfig:
     max_tokens_per_micro_batch: int = _f(0, "tokens per forward/backward on one worker: sequences are packed end "
                                             "to end, without padding, up to this many (a longer one runs alone); "
                                             "every worker runs the same number of micro-batches. 0: 8192 on GPU, "
-                                            "512 on CPU (where attention over a packed row is a dense mask)")
+                                            "2048 on CPU (measured: benchmarks/README.md)")
     max_skipped_steps: int = _f(3, "optimizer steps skipped in a row (non-finite loss or gradient: no update is "
                                    "applied) before the run stops")
     cpus_per_worker: float = _f(1.0, "Ray CPUs reserved per trainer actor")
@@ -158,9 +158,9 @@ class BaseConfig:
 
     def micro_batch_tokens(self) -> int:
         """The token budget of a micro-batch: `trainer.max_tokens_per_micro_batch`, or the
-        default of the trainer's device (8192 on GPU, 512 on CPU)."""
+        default of the trainer's device (8192 on GPU, 2048 on CPU)."""
         t = self.trainer
-        return t.max_tokens_per_micro_batch or (8192 if self.trainer_on_gpu() else 512)
+        return t.max_tokens_per_micro_batch or (8192 if self.trainer_on_gpu() else 2048)
 
     def validate(self):
         m, t, r = self.model, self.trainer, self.run

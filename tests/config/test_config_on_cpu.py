@@ -192,7 +192,7 @@ def test_yaml_whose_top_level_is_not_a_mapping(tmp_path):
 
 
 def test_micro_batch_token_budget_follows_the_trainer_device():
-    assert load().micro_batch_tokens() == 512  # CPU: attention per sequence, small budgets
+    assert load().micro_batch_tokens() == 2048  # CPU
     assert load("placement.mode=colocate").micro_batch_tokens() == 8192  # placement gives it a GPU
     assert load("trainer.gpus_per_worker=1").micro_batch_tokens() == 8192
     assert load("placement.mode=split", "trainer.max_tokens_per_micro_batch=300").micro_batch_tokens() == 300
