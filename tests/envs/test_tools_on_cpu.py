@@ -45,7 +45,8 @@ def test_python_executor_runs_code_and_limits_it():
     assert "ZeroDivisionError" in python("1/0")
     assert "network access is disabled" in python("import socket; socket.create_connection(('127.0.0.1', 80))")
     t0 = time.monotonic()
-    assert "did not finish within 5 s" in python("while True: pass")
+    spin = python("while True: pass")  # the wall-clock limit, or the CPU limit first on an idle machine
+    assert "did not finish within 5 s" in spin or "exit code -9" in spin
     assert time.monotonic() - t0 < 8
     assert "MemoryError" in python("x = bytearray(2 * 1024 ** 3)")
 
