@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_records import comparable, records
 import torch
 from safetensors.torch import load_file
 
 HERE = Path(__file__).parent
-NOISY = ("timing/", "throughput/", "sync/seconds", "eval/seconds")
 RESUME_ARGS = [f"rollout.env={HERE / 'second_look_env.py'}:SecondLook", "rollout.max_turns=2",
                "rollout.max_new_tokens=24", "rollout.max_episode_tokens=72", "warmstart.steps=30", "data.num_eval=8",
                "rollout.prompts_per_step=4", "rollout.gen_prompts=4", "rollout.n=4", "run.steps=4",
@@ -27,26 +27,13 @@ def _dapo(env, out_dir, name, args):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
 
 
-def _records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def _comparable(run_dir: Path) -> dict:
-    out = {}
-    for r in _records(run_dir):
-        kind = "train" if "reward/mean" in r else "eval" if "eval/accuracy" in r else None
-        if kind:
-            out[kind, r["step"]] = {k: v for k, v in r.items() if not k.startswith(NOISY)}
-    return out
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3000)
 def test_resume_in_the_middle_of_a_multi_turn_run_continues_exactly(tmp_path):
     env = dict(os.environ, RLHF_CACHE=str(tmp_path / "cache"))
     full = _dapo(env, tmp_path, "full", RESUME_ARGS + ["run.checkpoint_every=1", "run.keep_checkpoints=4"])
     assert full.returncode == 0, full.stderr[-3000:]
-    steps = [r for r in _records(tmp_path / "full") if "reward/mean" in r]
+    steps = [r for r in records(tmp_path / "full") if "reward/mean" in r]
     assert all(r["episode/turns_mean"] > 1.0 for r in steps)  # every step had multi-turn episodes
     assert all(r["batch/loss_tokens"] < r["response/length_mean"] * r["batch/sequences"] for r in steps)
 
@@ -58,7 +45,7 @@ def test_resume_in_the_middle_of_a_multi_turn_run_continues_exactly(tmp_path):
     resumed = _dapo(env, tmp_path, "cut", RESUME_ARGS + ["run.checkpoint_every=1", "run.keep_checkpoints=4"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((cut / "summary.json").read_text())["resumed_from"] == str(cut / "checkpoints" / "step_000002")
-    got, want = _comparable(cut), _comparable(tmp_path / "full")
+    got, want = comparable(cut), comparable(tmp_path / "full")
     assert sorted(got) == sorted(want)
     for key in want:
         assert got[key] == want[key], key

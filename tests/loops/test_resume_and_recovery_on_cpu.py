@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from run_records import comparable, records
 import ray
 import torch
 from safetensors.torch import load_file
@@ -25,7 +26,6 @@ from rlhf.loops.rl import RLLoop
 ARGS = ["warmstart.steps=30", "data.num_eval=16", "rollout.prompts_per_step=4", "rollout.gen_prompts=4",
         "rollout.n=4", "rollout.max_new_tokens=12", "run.progress=false", "run.steps=6", "run.eval_every=3",
         "run.eval_samples=2", "run.eval_pass_k=[1,2]"]
-NOISY = ("timing/", "throughput/", "sync/seconds", "eval/seconds")
 
 
 @pytest.fixture(scope="module")
@@ -45,22 +45,8 @@ def _dapo(env, out_dir, name, extra=(), **kw):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, **kw)
 
 
-def _records(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def _comparable(run_dir: Path) -> dict:
-    """Step and eval records by (kind, step), without wall-clock figures."""
-    out = {}
-    for r in _records(run_dir):
-        kind = "train" if "reward/mean" in r else "eval" if "eval/accuracy" in r else None
-        if kind:
-            out[kind, r["step"]] = {k: v for k, v in r.items() if not k.startswith(NOISY)}
-    return out
-
-
 def _assert_same_run(run_dir: Path, reference: Path) -> None:
-    got, want = _comparable(run_dir), _comparable(reference)
+    got, want = comparable(run_dir), comparable(reference)
     assert sorted(got) == sorted(want)
     for key in want:
         assert got[key] == want[key], key
@@ -97,7 +83,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, env, uninterrupt
     summary = json.loads((tmp_path / "k" / "summary.json").read_text())
     assert summary["resumed_from"] == str(step3)
     assert not list((tmp_path / "k" / "checkpoints").glob("*.tmp-*"))
-    assert [r["step"] for r in _records(tmp_path / "k") if "reward/mean" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records(tmp_path / "k") if "reward/mean" in r] == [1, 2, 3, 4, 5, 6]
     _assert_same_run(tmp_path / "k", uninterrupted)
 
 
@@ -158,7 +144,7 @@ def test_killed_generator_and_reward_actors_are_recovered(tmp_path, env, uninter
         summary = run_rl(cfg, "dapo", loop_cls=KillingLoop)
     finally:
         ray.shutdown()
-    events = [r for r in _records(tmp_path / "f") if r.get("event") == "actor_restarted"]
+    events = [r for r in records(tmp_path / "f") if r.get("event") == "actor_restarted"]
     assert [(e["role"], e["rank"], e["step"]) for e in events] == [("generator", 0, 2), ("reward", 0, 4)]
     assert summary["actor_restarts"] == 2
     _assert_same_run(tmp_path / "f", uninterrupted)
