@@ -8,11 +8,10 @@ from contextlib import contextmanager
 
 def combine_shards(shards: list[dict]) -> dict:
     """Losses add up over shards (each shard's loss uses the batch's global normalisers);
-    every other metric is averaged. No shards (a rank with only empty micro-batches): {}."""
+    every other metric is averaged over the shards that report it (a rank with only empty
+    micro-batches reports no loss of its own). No shards: {}."""
     out = {}
-    if not shards:
-        return out
-    for k in shards[0]:
+    for k in dict.fromkeys(k for m in shards for k in m):
         vals = [m[k] for m in shards if k in m]
         out[k] = sum(vals) if k.endswith("_loss") else sum(vals) / len(vals)
     return out

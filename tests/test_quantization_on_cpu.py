@@ -37,7 +37,7 @@ def test_a_4bit_base_trains_its_adapters_and_exports_full_weights(ray_local, tmp
     try:
         before = trainers.each(lambda t: t.named_weights.remote())[0]
         tokens = int(batch["loss_mask_BT"][:, 1:].sum())
-        losses = [trainers.each(lambda t: t.train_sft.remote(batch, tokens))[0]["sft/loss"] for _ in range(3)]
+        losses = [trainers.each(lambda t: t.train_sft.remote([batch], tokens))[0]["sft/loss"] for _ in range(3)]
         after = trainers.each(lambda t: t.named_weights.remote())[0]
         trainer_logps = trainers.each(lambda t: t.sequence_logps.remote(batch))[0]
         trainers.each(lambda t: t.save_pretrained.remote(str(tmp_path / "policy")))

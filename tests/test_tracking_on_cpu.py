@@ -76,3 +76,15 @@ def test_wandb_runs_offline_into_the_run_directory(tmp_path, monkeypatch):
             break
         time.sleep(0.5)
     assert all(e in records for e in expected), records[:200]
+
+
+def test_combined_shards_keep_a_loss_that_the_first_rank_did_not_report():
+    """A rank with only empty micro-batches reports no loss: the other ranks' losses still add
+    up, and shared metrics average over the ranks that report them."""
+    from rlhf.metrics import combine_shards
+
+    shards = [{"actor/grad_norm": 1.0}, {"actor/grad_norm": 1.0, "actor/pg_loss": 0.25, "actor/clipfrac": 0.5},
+              {"actor/grad_norm": 1.0, "actor/pg_loss": 0.5, "actor/clipfrac": 0.1}]
+    out = combine_shards(shards)
+    assert out == {"actor/grad_norm": 1.0, "actor/pg_loss": 0.75, "actor/clipfrac": pytest.approx(0.3)}
+    assert combine_shards([]) == {}
