@@ -18,7 +18,7 @@ pytest.importorskip("vllm")
 from vllm.platforms import current_platform  # noqa: E402
 
 from rlhf.actors.generator import Generator, SamplingSettings  # noqa: E402
-from rlhf.batch import collate  # noqa: E402
+from rlhf.batch import Completion, collate  # noqa: E402
 from rlhf.config import TinyModelConfig  # noqa: E402
 from rlhf.models import tiny_model_path  # noqa: E402
 
@@ -46,13 +46,9 @@ def models(tmp_path_factory):
 
 def _fixed_batch():
     """Prompts left-padded, responses of different lengths right-padded (the trainer's layout)."""
-    class C:  # a Completion's fields that collate reads
-        def __init__(self, ids):
-            self.token_ids, self.logprobs = ids, [0.0] * len(ids)
-
     responses = [[65, 66, 67, 258], [48, 49], [70, 71, 72, 73, 74, 75, 76], [258]]
     prompts = PROMPTS + PROMPTS[:1]
-    return collate(prompts, [C(r) for r in responses], PAD)
+    return collate(prompts, [Completion(r, [0.0] * len(r), finished=True) for r in responses], PAD)
 
 
 def _max_diff(a, b, batch):
