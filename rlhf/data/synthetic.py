@@ -4,6 +4,10 @@
 carry, then the boxed sum). Every pair of two-digit numbers is one row; a fixed, seeded 10%
 of pairs is held out, so the held-out split is never trained on.
 
+`carry_addition` (the DAPO recipe's default): the same problems, but three in four of them carry
+(every carrying pair is kept, enough others are dropped at random), so there are more mistakes
+for RL to fix: the gain it can show is larger, and holds on any machine.
+
 The `response` column (what a warm start imitates) is written by a sloppy student: in
 `CARRY_SLIP` of the problems whose units carry, it forgets the carry ("3+4=7", so 72). A
 model fitted to it learns a systematic reasoning error, as a pretrained model brings its
@@ -16,15 +20,25 @@ import random
 
 
 CARRY_SLIP = 0.6
+CARRY_SHARE = 0.75  # carry_addition: the share of problems whose units carry
 
 
-def addition_rows(split: str, seed: int = 0) -> list[dict]:
-    """Rows with `prompt` (user text), `answer` (gold sum) and `response` (the student's answer)."""
+def carries(a: int, b: int) -> bool:
+    return a % 10 + b % 10 >= 10
+
+
+def addition_rows(split: str, seed: int = 0, carry_share: float | None = None) -> list[dict]:
+    """Rows with `prompt` (user text), `answer` (gold sum) and `response` (the student's answer).
+    With `carry_share`, non-carrying pairs are dropped at random until that share of the split carries."""
     rng = random.Random(seed)
     pairs = [(a, b) for a in range(10, 100) for b in range(10, 100)]
     rng.shuffle(pairs)
-    cut = len(pairs) // 10
+    cut = len(pairs) // 10  # the held-out split is cut before any subsampling: never trained on
     chosen = pairs[:cut] if split == "eval" else pairs[cut:]
+    if carry_share is not None:
+        n_carry = sum(carries(a, b) for a, b in chosen)
+        keep = round(n_carry * (1 - carry_share) / carry_share)  # non-carrying pairs to keep
+        chosen = [p for p in chosen if carries(*p) or (keep := keep - 1) >= 0]
     rows = []
     for a, b in chosen:
         rows.append({"prompt": f"What is {a} + {b}?", "answer": str(a + b),
@@ -60,7 +74,11 @@ def _wrong_carry(a: int, b: int) -> str:
     return f"{a % 10}+{b % 10}={units} {a // 10}+{b // 10}+1={tens} \\boxed{{{tens * 10 + units}}}"
 
 
-TASKS = {"addition": addition_rows}
+def carry_addition_rows(split: str, seed: int = 0) -> list[dict]:
+    return addition_rows(split, seed, carry_share=CARRY_SHARE)
+
+
+TASKS = {"addition": addition_rows, "carry_addition": carry_addition_rows}
 PREFERENCE_TASKS = {"addition": addition_preference_rows}
 
 

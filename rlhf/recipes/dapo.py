@@ -30,16 +30,15 @@ DEFAULTS = [
     "algorithm.overlong.shaping=true",
     "algorithm.overlong.cache_len=8",
     # sizes for the built-in task on a laptop CPU (a tiny model; override for real runs)
+    "data.task=carry_addition",  # three in four problems carry: the student's slips leave RL room to show
     "trainer.lr=5e-5",
     "rollout.n=8",
     "rollout.prompts_per_step=16",
     "rollout.gen_prompts=24",  # dynamic sampling draws more prompts than it keeps
     "rollout.max_new_tokens=40",  # worked answers are <= 28 tokens
-    # 30 steps left held-out accuracy still rising (+0.25 here, +0.14 on another CPU); 60 let it
-    # settle, and 400 held-out prompts halve the variance of the before/after difference
-    "run.steps=60",
+    "run.steps=30",
     "run.eval_every=10",
-    "data.num_eval=400",
+    "data.num_eval=400",  # of the 467 held-out problems: a before/after difference with little noise
 ]
 
 

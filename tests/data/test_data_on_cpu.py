@@ -5,7 +5,7 @@ import pytest
 from rlhf.config import DataConfig
 from rlhf.data.files import DataError, read_rows
 from rlhf.data.prompts import PromptSampler, build_prompt_set, load_rows
-from rlhf.data.synthetic import CARRY_SLIP, task_rows
+from rlhf.data.synthetic import CARRY_SHARE, CARRY_SLIP, carries, task_rows
 from rlhf.data.tokenizer import build_byte_tokenizer
 
 
@@ -27,6 +27,23 @@ def test_addition_splits_are_disjoint_and_correct():
             slips += 1
         carries += carry
     assert abs(slips / carries - CARRY_SLIP) < 0.03
+
+
+def _pair(row: dict) -> tuple[int, int]:
+    a, b = map(int, row["prompt"][len("What is "):-1].split(" + "))
+    return a, b
+
+
+def test_carry_addition_keeps_the_held_out_split_and_raises_the_carry_share():
+    """Every carrying pair of each `addition` split, and few enough others that CARRY_SHARE carry."""
+    for split in ("train", "eval"):
+        full, heavy = task_rows("addition", split), task_rows("carry_addition", split)
+        full_pairs, heavy_pairs = {_pair(r) for r in full}, [_pair(r) for r in heavy]
+        assert set(heavy_pairs) <= full_pairs and len(set(heavy_pairs)) == len(heavy_pairs)
+        assert {p for p in full_pairs if carries(*p)} <= set(heavy_pairs)
+        assert abs(sum(carries(*p) for p in heavy_pairs) / len(heavy_pairs) - CARRY_SHARE) < 0.005
+    assert not {_pair(r) for r in task_rows("carry_addition", "train")} & {
+        _pair(r) for r in task_rows("carry_addition", "eval")}
 
 
 def test_byte_tokenizer_round_trips_and_has_chat_template():
