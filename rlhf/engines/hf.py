@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from rlhf.batch import Completion
@@ -83,5 +85,7 @@ class HFEngine:
     def receive_weights(self) -> None:
         self.receiver.receive(self.device, lambda tensors: self.load_weights(tensors, partial=True))
 
-    def load_ipc_bucket(self, handles: dict, bucket: list) -> None:
-        self.load_weights(ipc.open_bucket(handles, bucket), partial=True)
+    def load_ipc_bucket(self, handles: dict, bucket: list, reset_cache: bool = True) -> dict:
+        t0 = time.perf_counter()
+        self.load_weights(ipc.open_bucket(handles, bucket), partial=True)  # no cache to reset
+        return {"model_load_s": time.perf_counter() - t0}

@@ -52,5 +52,6 @@ class Engine(Protocol):
     def receive_weights(self) -> None:
         ...
 
-    def load_ipc_bucket(self, handles: dict, bucket: list) -> None:
-        ...
+    def load_ipc_bucket(self, handles: dict, bucket: list, reset_cache: bool = True) -> dict:
+        """Load one bucket in place from a colocated trainer's shared buffer; reset cached state
+        (vLLM's prefix cache) if `reset_cache`. Returns seconds by part (`model_load_s`, ...)."""

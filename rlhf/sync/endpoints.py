@@ -75,9 +75,10 @@ class WeightReceiver:
         """The GPUs the engine's workers run on (empty on CPU)."""
         return self.engine.device_uuids()
 
-    def load_ipc_bucket(self, handles: dict, bucket: list, version: Optional[int]) -> None:
+    def load_ipc_bucket(self, handles: dict, bucket: list, version: Optional[int]) -> dict:
         """CUDA IPC transport: loads one bucket (`handles`: GPU uuid -> handle); the last
-        bucket of a sync carries its `version`."""
-        self.engine.load_ipc_bucket(handles, bucket, reset_cache=version is not None)
+        bucket of a sync carries its `version`. Returns the engine's seconds by part."""
+        seconds = self.engine.load_ipc_bucket(handles, bucket, reset_cache=version is not None)
         if version is not None:
             self.weights_version = version
+        return seconds

@@ -92,10 +92,12 @@ def share_weights(export: WeightExport, plan: list, generators: list, version: i
                   world_size: int, buffers: SharedBuffers) -> dict:
     """Bucket by bucket, every rank gathers and copies into its shared buffer; rank 0 has each
     generator load the bucket (the last one carries `version`). Every rank must call; returns
-    rank 0's seconds per phase (gather, copy, load: the engines' load and cache reset)."""
+    rank 0's seconds per phase: gather, copy, load (the generators' calls, of which generator 0
+    reports model_load, rpc and cache_reset; `call` is the rest: Ray and pickling) and barrier."""
     import ray
 
-    seconds = {"gather_s": 0.0, "copy_s": 0.0, "load_s": 0.0}
+    seconds = dict.fromkeys(("gather_s", "copy_s", "load_s", "model_load_s", "rpc_s", "cache_reset_s", "call_s",
+                             "barrier_s"), 0.0)
     for i, bucket in enumerate(plan):
         t0 = time.perf_counter()
         with export.gathered(bucket) as tensors:
@@ -104,10 +106,14 @@ def share_weights(export: WeightExport, plan: list, generators: list, version: i
         t2 = time.perf_counter()
         if rank == 0:
             last = version if i == len(plan) - 1 else None
-            ray.get([g.load_ipc_bucket.remote(handles, bucket, last) for g in generators])
-        dist.barrier()  # every generator has loaded before a buffer is written again
+            parts = ray.get([g.load_ipc_bucket.remote(handles, bucket, last) for g in generators])[0]
+            for k, v in parts.items():
+                seconds[k] += v
+            seconds["call_s"] += time.perf_counter() - t2 - sum(parts.values())
         t3 = time.perf_counter()
-        for k, dt in zip(seconds, (t1 - t0, t2 - t1, t3 - t2)):
+        dist.barrier()  # every generator has loaded before a buffer is written again
+        t4 = time.perf_counter()
+        for k, dt in zip(("gather_s", "copy_s", "load_s", "barrier_s"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             seconds[k] += dt
     return seconds
 
