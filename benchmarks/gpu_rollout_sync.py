@@ -4,9 +4,14 @@ seconds next to the device's own copy bandwidth. Qwen2.5-sized models, random we
 
     python benchmarks/gpu_rollout_sync.py raw  --size 0.5b     # one JSON line each
     python benchmarks/gpu_rollout_sync.py ours --size 0.5b
+    python benchmarks/gpu_rollout_sync.py compare --size 0.5b --repeats 3   # both, interleaved
     python benchmarks/gpu_rollout_sync.py sync --size 1.5b
 
 Each mode runs in its own process (a vLLM engine does not give its GPU memory back reliably).
+`compare` starts one engine, inside our generator actor, and alternates the two calls on it:
+raw `LLM.generate` run in the actor (one `SamplingParams`, only a token count returned) and our
+`Generator.generate` (per-prompt seeds, `Completion` objects back to the driver), so the ratio is
+our generator's overhead on the same engine, free of engine-to-engine variance.
 Fixed lengths: random prompts of --prompt-len tokens, --response-len new tokens (ignore_eos),
 temperature 1, per-token log-probs returned in both cases.
 """
@@ -88,6 +93,41 @@ def ours(a) -> dict:
     return {"mode": "ours", "size": a.size, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
 
 
+def _raw_generate(gen, prompt_ids: list, max_tokens: int) -> int:
+    """In the generator actor: plain `LLM.generate` on its engine; the number of generated tokens."""
+    from vllm import SamplingParams, TokensPrompt
+
+    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, ignore_eos=True, logprobs=0, seed=0,
+                            detokenize=False)
+    outs = gen.engine.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
+    return sum(len(c.token_ids) for o in outs for c in o.outputs)
+
+
+def compare(a) -> dict:
+    import ray
+
+    from rlhf.actors.generator import Generator, SamplingSettings
+
+    ray.init(num_gpus=1, include_dashboard=False)
+    gen = ray.remote(num_gpus=1)(Generator).remote(
+        model_path=build(a.size), backend="vllm", dtype="bfloat16", vllm=dict(gpu_memory_utilization=0.5))
+    ps = prompts(a.prompts, a.prompt_len)
+    s = SamplingSettings(n=1, temperature=1.0, max_new_tokens=a.response_len, seed=0, ignore_eos=True)
+    calls = {"raw": lambda: ray.get(gen.__ray_call__.remote(_raw_generate, ps, a.response_len)),
+             "ours": lambda: sum(len(c.token_ids) for c in ray.get(gen.generate.remote(ps, s)))}
+    ray.get(gen.generate.remote(ps[:8], s))  # warm-up
+    runs: dict = {"raw": [], "ours": []}
+    for _ in range(a.repeats):
+        for mode, call in calls.items():
+            t0 = time.perf_counter()
+            tokens = call()
+            runs[mode].append(tokens / (time.perf_counter() - t0))
+    ratios = [o / r for o, r in zip(runs["ours"], runs["raw"])]
+    return {"mode": "compare", "size": a.size, "tokens_per_call": tokens, "raw_tokens_per_s": runs["raw"],
+            "ours_tokens_per_s": runs["ours"], "ratios": ratios, "ratio_median": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios)}
+
+
 def copy_bandwidth(nbytes: int) -> dict:
     """GB/s of a device-to-device copy and of a pinned host-to-device copy of `nbytes`."""
     src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
@@ -143,7 +183,8 @@ def sync(a) -> dict:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["raw", "ours", "sync"])
+    p.add_argument("mode", choices=["raw", "ours", "compare", "sync"])
+    p.add_argument("--repeats", type=int, default=3, help="compare: interleaved pairs of calls")
     p.add_argument("--size", choices=list(SIZES), default="0.5b")
     p.add_argument("--prompts", type=int, default=512)
     p.add_argument("--prompt-len", type=int, default=128)
@@ -152,6 +193,6 @@ if __name__ == "__main__":
     p.add_argument("--bucket-mb", type=float, default=512.0, help="sync: generator.sync_bucket_mb")
     p.add_argument("--zero-stage", type=int, default=2, help="sync: the trainer's ZeRO stage")
     args = p.parse_args()
-    result = {"raw": raw, "ours": ours, "sync": sync}[args.mode](args)
+    result = {"raw": raw, "ours": ours, "compare": compare, "sync": sync}[args.mode](args)
     result |= {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result), flush=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of benchmarks/README.md, one part per call (each fits a 10-minute call on
 # one H100). Results: JSON lines and logs under $OUT (default benchmarks/results).
-#   bash benchmarks/gpu_suite.sh tests|sync|mfu|grpo|offpolicy|qlora
+#   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|rollout|sync|sleep|offload|grpo|offpolicy|qlora
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
@@ -13,26 +13,32 @@ py() { python3 "$@"; }
 QWEN05="model.tiny.hidden_size=896 model.tiny.intermediate_size=4864 model.tiny.num_layers=24 model.tiny.num_heads=14 model.tiny.num_kv_heads=2"
 GPU="generator.backend=vllm placement.mode=colocate model.dtype=bfloat16 generator.gpu_memory_utilization=0.3 run.progress=false"
 
-case "${1:?part}" in
+for part in "${@:?part}"; do
+case "$part" in
 tests)
   py -m pytest -q -s tests/gpu 2>&1 | tee "$OUT/tests.log" | grep -E "LoRA|moved|DAPO|0.5B|passed|failed|Error" ;;
-sync)
-  for args in "--size 1.5b --bucket-mb 512" "--size 1.5b --bucket-mb 4096" "--size 0.5b --bucket-mb 4096"; do
-    py benchmarks/gpu_rollout_sync.py sync $args 2>>"$OUT/sync.log" | tail -1 | tee -a "$OUT/sync.jsonl"
+rollout)  # our generator / raw LLM.generate on one engine, 3 interleaved pairs per size
+  for size in 1.5b 0.5b; do
+    py benchmarks/gpu_rollout_sync.py compare --size $size --repeats 3 2>>"$OUT/rollout.log" | tail -1 | tee -a "$OUT/rollout.jsonl"
   done ;;
-mfu)  # the packed trainer (token budgets, attention kernels) next to a plain HF loop, same session
-  for size in 0.5b 1.5b; do
+sync)  # colocated CUDA IPC, 1.5B, one bucket: median of 5 syncs and its phases
+  py benchmarks/gpu_rollout_sync.py sync --size 1.5b --bucket-mb 4096 2>>"$OUT/sync.log" | tail -1 | tee -a "$OUT/sync.jsonl" ;;
+mfu)  # the packed trainer next to a plain HF loop, same session (default budget and attention)
+  for size in 1.5b 0.5b; do
     py benchmarks/hf_baseline.py --size $size 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
-  done
-  for args in "--size 0.5b --zero-stage 2 --max-tokens 16384" "--size 0.5b --zero-stage 2 --max-tokens 32768" \
-              "--size 0.5b --zero-stage 2 --packing false" "--size 0.5b --zero-stage 3 --max-tokens 16384" \
-              "--size 1.5b --zero-stage 2 --max-tokens 16384" "--size 1.5b --zero-stage 3 --max-tokens 16384"; do
-    py benchmarks/trainer_mfu.py $args 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
-  done
-  for attn in flex_attention sdpa; do  # the kernel on packed rows (flash-attn is not in the carried wheels)
-    RLHF_ATTENTION=$attn py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 16384 \
-      2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+    for z in 2 3; do
+      py benchmarks/trainer_mfu.py --size $size --zero-stage $z 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+    done
   done ;;
+mfu-kernels)  # 1.5B, ZeRO-2: a smaller budget, and FlexAttention instead of the varlen kernel
+  py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+  RLHF_ATTENTION=flex_attention py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 \
+    2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
+sleep)  # engine asleep during a full fine-tuning update that does not fit beside it awake
+  py benchmarks/sleep_wake.py --size 3b --gpu-memory-utilization 0.5 2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
+offload)  # ZeRO-Offload (optimizer states on the host) in the same colocated step
+  py benchmarks/sleep_wake.py --size 1.5b --zero-stage 2 --offload true --gpu-memory-utilization 0.3 \
+    2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
 grpo)
   for fw in ours trl; do
     py benchmarks/grpo_step.py "$fw" --size 0.5b 2>"$OUT/grpo-$fw.log" | tail -1 | tee -a "$OUT/grpo.jsonl"
@@ -46,5 +52,6 @@ offpolicy)
   done ;;
 qlora)  # trainer peak memory: full fine-tuning, LoRA, QLoRA (needs bitsandbytes)
   OUT="$OUT" bash benchmarks/qlora_memory.sh | tee -a "$OUT/qlora.jsonl" ;;
-*) echo "unknown part $1" >&2; exit 2 ;;
+*) echo "unknown part $part" >&2; exit 2 ;;
 esac
+done

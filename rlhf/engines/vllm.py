@@ -17,6 +17,7 @@ distribution it sampled from (after temperature), as the HF engine and the train
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 
@@ -79,8 +80,11 @@ def _device_uuid(worker) -> str:
     return device_uuid()
 
 
-def _load_ipc_bucket(worker, handles: dict, bucket: list) -> None:
+def _load_ipc_bucket(worker, handles: dict, bucket: list) -> float:
+    """Seconds this worker took to load the bucket (the model's own `load_weights`)."""
+    t0 = time.perf_counter()
     _load_into_model(worker, list(ipc.open_bucket(handles, bucket).items()))
+    return time.perf_counter() - t0
 
 
 class VLLMEngine:
@@ -108,7 +112,7 @@ class VLLMEngine:
         # correlates the samples across the batch.
         params = [SamplingParams(n=s.n, temperature=0.0 if greedy else s.temperature, top_p=1.0 if greedy else s.top_p,
                                  max_tokens=s.max_new_tokens, seed=s.seed + PROMPT_SEED_STRIDE * i, logprobs=0,
-                                 stop_token_ids=[self.eos_id], ignore_eos=s.ignore_eos,
+                                 stop_token_ids=[] if s.ignore_eos else [self.eos_id], ignore_eos=s.ignore_eos,
                                  detokenize=False)  # the driver decodes
                   for i in range(len(prompt_ids))]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
@@ -138,10 +142,13 @@ class VLLMEngine:
     def device_uuids(self) -> list[str]:
         return self.llm.collective_rpc(_device_uuid)
 
-    def load_ipc_bucket(self, handles: dict, bucket: list, reset_cache: bool = True) -> None:
-        self.llm.collective_rpc(_load_ipc_bucket, args=(handles, bucket))
+    def load_ipc_bucket(self, handles: dict, bucket: list, reset_cache: bool = True) -> dict:
+        t0 = time.perf_counter()
+        model_load_s = max(self.llm.collective_rpc(_load_ipc_bucket, args=(handles, bucket)))
+        t1 = time.perf_counter()
         if reset_cache:  # after a sync's last bucket: cached prefixes were computed by the old weights
             self.llm.reset_prefix_cache()
+        return {"model_load_s": model_load_s, "rpc_s": t1 - t0 - model_load_s, "cache_reset_s": time.perf_counter() - t1}
 
     @torch.no_grad()
     def logprobs(self, batch: dict, temperature: float) -> torch.Tensor:
