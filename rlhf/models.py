@@ -231,14 +231,27 @@ def end_positions(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return ((seg > 0) & (nxt != seg)).nonzero(as_tuple=True)  # row-major = example order
 
 
-def sequence_logps(model, batch: dict, device: str) -> torch.Tensor:
-    """Summed log-probs of each example's response tokens [N] (padded or packed batch)."""
+def loss_token_logprobs(model, batch: dict, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probs, loss mask), both [B, T-1], of the tokens each position predicts (padded or
+    packed batch). The logits, [tokens x vocabulary] and the largest tensor of a step, are computed
+    only at positions that predict a loss token (`logits_to_keep`); the others get log-prob 0."""
     from rlhf.data.sequences import model_inputs
 
     inputs = model_inputs(batch, device, flash=uses_flash_attention(model))
-    logits = model(**inputs, use_cache=False).logits
-    lp_BT = token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:])
     mask_BT = batch["loss_mask_BT"][:, 1:].to(device)
+    keep_K = mask_BT.any(0).nonzero().flatten()
+    if keep_K.numel() == 0:  # an empty micro-batch still runs the whole graph (every rank's collectives)
+        logits = model(**inputs, use_cache=False).logits
+        return token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:]), mask_BT
+    logits_BKV = model(**inputs, use_cache=False, logits_to_keep=keep_K).logits
+    lp_BK = token_logprobs(logits_BKV, inputs["input_ids"][:, 1:][:, keep_K])
+    lp_BT = lp_BK.new_zeros(mask_BT.shape).index_copy(1, keep_K, lp_BK)
+    return lp_BT, mask_BT
+
+
+def sequence_logps(model, batch: dict, device: str) -> torch.Tensor:
+    """Summed log-probs of each example's response tokens [N] (padded or packed batch)."""
+    lp_BT, mask_BT = loss_token_logprobs(model, batch, device)
     return per_example_sums(batch, torch.where(mask_BT > 0, lp_BT, 0.0))
 
 

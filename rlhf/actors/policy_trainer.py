@@ -9,12 +9,11 @@ from typing import Optional
 import torch
 
 from rlhf.actors.deepspeed_rank import DeepSpeedRank
-from rlhf.algorithms import PolicyLossSettings, rl_objective, token_logprobs
+from rlhf.algorithms import PolicyLossSettings, rl_objective
 from rlhf.algorithms.preference import kto_loss, pair_loss
-from rlhf.data.sequences import model_inputs
 from rlhf.metrics import combine_shards, mean_dicts
-from rlhf.models import (apply_lora, attention_backend, load_causal_lm, packed_response_logprobs, sequence_lengths,
-                         sequence_logps, uses_flash_attention)
+from rlhf.models import (apply_lora, attention_backend, load_causal_lm, loss_token_logprobs, packed_response_logprobs,
+                         sequence_lengths, sequence_logps)
 from rlhf.packing import gather_rows, rl_micro_batches
 from rlhf.quantization import load_quantized
 from rlhf.sync.endpoints import WeightSender
@@ -102,10 +101,7 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
         return sum(float(n) for n, _ in parts), sum(c for _, c in parts)
 
     def _nll(self, mb: dict) -> tuple[torch.Tensor, int]:
-        inputs = model_inputs(mb, self.device, flash=uses_flash_attention(self.engine.module))
-        logits = self.engine(**inputs, use_cache=False).logits
-        lp = token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:])
-        mask = mb["loss_mask_BT"][:, 1:].to(self.device)
+        lp, mask = loss_token_logprobs(self.engine, mb, self.device)
         return -(lp * mask).sum(), int(mask.sum())
 
     def train_preference(self, micro_batches: list[dict], ref_logps: Optional[list[torch.Tensor]], num_pairs: int,

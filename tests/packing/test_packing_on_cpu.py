@@ -4,11 +4,13 @@ and packed forwards that give every scorer what padded rows give."""
 import pytest
 import torch
 
+from rlhf.algorithms import token_logprobs
 from rlhf.batch import Completion, collate
 from rlhf.config import RLConfig
-from rlhf.data.sequences import pack_batch, pad_batch
-from rlhf.models import (load_causal_lm, load_value_model, packed_response_logprobs, packed_token_values,
-                         position_ids_from_mask, response_logprobs, sequence_logps, tiny_model_path, token_values)
+from rlhf.data.sequences import model_inputs, pack_batch, pad_batch
+from rlhf.models import (load_causal_lm, load_value_model, loss_token_logprobs, packed_response_logprobs,
+                         packed_token_values, position_ids_from_mask, response_logprobs, sequence_logps,
+                         tiny_model_path, token_values)
 from rlhf.packing import EMPTY, balance_ranks, gather_rows, pack_bins, plan_micro_batches, rl_micro_batches
 
 
@@ -117,3 +119,23 @@ def test_packed_reward_model_scores_equal_padded(tiny):
     padded = sequence_rewards(model, pad_batch(examples, 256), "cpu")
     packed = sequence_rewards(model, pack_batch(examples, None, 256), "cpu")
     assert torch.allclose(packed, padded, atol=1e-5)
+
+
+def test_loss_token_logprobs_score_only_loss_positions(tiny):
+    """SFT's and the preference losses' log-probs: the output layer sees only the positions that
+    predict a loss token, and the result equals the full-logits computation there (0 elsewhere)."""
+    model = load_causal_lm(tiny, torch.float32)
+    g = torch.Generator().manual_seed(4)
+    examples = [(torch.randint(0, 256, (int(n),), generator=g).tolist(), int(n) // 2)
+                for n in torch.randint(3, 20, (6,), generator=g)]
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    for batch in (pad_batch(examples, 256), pack_batch(examples, None, 256)):
+        seen.clear()
+        lp, mask = loss_token_logprobs(model, batch, "cpu")
+        inputs = model_inputs(batch, "cpu")
+        full = token_logprobs(model(**inputs).logits[:, :-1], inputs["input_ids"][:, 1:])
+        assert seen[0] == int(mask.any(0).sum()) < mask.shape[1]  # the output layer ran on loss positions only
+        assert torch.allclose(lp[mask > 0], full[mask > 0], atol=1e-5)
+        assert torch.all(lp[:, ~mask.bool().any(0)] == 0)
+    hook.remove()
