@@ -1,7 +1,7 @@
 """CPU: the built-in tool task (`rollout.env=calculator`, 3-digit x 2-digit multiplication that
 the tiny model can only get right with the calculator) trained by multi-turn DAPO through Ray.
 
-    python benchmarks/calculator_task.py [--steps 12] [--warmstart 300] [extra key=value ...]
+    python benchmarks/calculator_task.py [--steps 24] [--warmstart 1000] [extra key=value ...]
 
 Runs `python -m rlhf.recipes.dapo rollout.env=calculator ...` (from an empty cache unless --cache) and prints
 one JSON line: held-out accuracy and tool-use rate at the first and last evaluation, the
@@ -22,7 +22,7 @@ from pathlib import Path
 
 ARGS = ["rollout.env=calculator", "rollout.max_turns=2", "rollout.max_new_tokens=24", "rollout.max_episode_tokens=72",
         "data.num_eval=64", "rollout.prompts_per_step=8", "rollout.gen_prompts=12", "rollout.n=8",
-        "run.progress=false", "run.save_policy=false"]
+        "trainer.lr=2e-4", "run.progress=false", "run.save_policy=false"]
 
 
 def mean(rows: list[dict], key: str) -> float:
@@ -62,10 +62,10 @@ def summarise(run_dir: Path, a) -> dict:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--warmstart", type=int, default=300)
+    p.add_argument("--steps", type=int, default=24)
+    p.add_argument("--warmstart", type=int, default=1000)
     p.add_argument("--cache", help="RLHF_CACHE to use (a cached warm start is reused); default: an empty one")
-    p.add_argument("--eval-every", type=int, default=6)
+    p.add_argument("--eval-every", type=int, default=8)
     p.add_argument("--gen-prompts", type=int, default=12, help="must match rollout.gen_prompts")
     p.add_argument("--n", type=int, default=8, help="must match rollout.n")
     args, rest = p.parse_known_args()
