@@ -6,7 +6,7 @@ the tiny model can only get right with the calculator) trained by multi-turn DAP
 Runs `python -m rlhf.recipes.dapo rollout.env=calculator ...` (from an empty cache unless --cache) and prints
 one JSON line: held-out accuracy and tool-use rate at the first and last evaluation, the
 training reward and tool-use rate over the first and last three steps, episodes per second of
-rollout (episodes generated / seconds in the collect phase) and the wall time.
+rollout (episodes generated / seconds of generation and rewards) and the wall time.
 """
 
 from __future__ import annotations
@@ -39,16 +39,17 @@ def main(a, extra: list[str]) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode:
         sys.exit(f"the run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return summarise(out / "calc", a) | {"wall_s": wall}
+    return summarise(out / "calc") | {"warmstart_steps": a.warmstart, "wall_s": wall}
 
 
-def summarise(run_dir: Path, a) -> dict:
+def summarise(run_dir: Path) -> dict:
+    rollout = json.loads((run_dir / "config.json").read_text())["rollout"]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "reward/mean" in r]
     evals = [r for r in records if "eval/accuracy" in r]
-    episodes = sum(r["dynamic_sampling/gen_batches"] for r in steps) * a.gen_prompts * a.n
+    episodes = sum(r["dynamic_sampling/gen_batches"] for r in steps) * rollout["gen_prompts"] * rollout["n"]
     first, last = steps[:3], steps[-3:]
-    return {"steps": len(steps), "warmstart_steps": a.warmstart,
+    return {"steps": len(steps),
             "eval_accuracy_before": evals[0]["eval/accuracy"], "eval_accuracy_after": evals[-1]["eval/accuracy"],
             "eval_tool_use_before": evals[0]["eval/tools/use_rate"], "eval_tool_use_after": evals[-1]["eval/tools/use_rate"],
             "train_reward_first3": mean(first, "reward/math_verify/mean"),
@@ -66,7 +67,5 @@ if __name__ == "__main__":
     p.add_argument("--warmstart", type=int, default=1000)
     p.add_argument("--cache", help="RLHF_CACHE to use (a cached warm start is reused); default: an empty one")
     p.add_argument("--eval-every", type=int, default=8)
-    p.add_argument("--gen-prompts", type=int, default=12, help="must match rollout.gen_prompts")
-    p.add_argument("--n", type=int, default=8, help="must match rollout.n")
     args, rest = p.parse_known_args()
     print(json.dumps(main(args, rest) | {"date": time.strftime("%Y-%m-%d")}), flush=True)

@@ -10,28 +10,28 @@ from rlhf.data.tokenizer import build_byte_tokenizer
 
 
 
+def _pair(row: dict) -> tuple[int, int]:
+    a, b = map(int, row["prompt"][len("What is "):-1].split(" + "))
+    return a, b
+
+
 def test_addition_splits_are_disjoint_and_correct():
     train, held = task_rows("addition", "train"), task_rows("addition", "eval")
     assert len(train) + len(held) == 90 * 90 and len(held) == 810
     assert not {r["prompt"] for r in train} & {r["prompt"] for r in held}
-    slips = carries = 0
+    slips = n_carry = 0
     for r in train:
-        a, b = map(int, r["prompt"][len("What is "):-1].split(" + "))
+        a, b = _pair(r)
         assert r["answer"] == str(a + b)  # the gold is always right
-        carry = a % 10 + b % 10 >= 10
+        carry = carries(a, b)
         right = f"{a % 10}+{b % 10}={a % 10 + b % 10} {a // 10}+{b // 10}{'+1' if carry else ''}="
         if r["response"].startswith(right):
             assert r["response"].endswith(f"\\boxed{{{a + b}}}")
         else:  # the student forgot the carry: the tens digit and the boxed sum are 10 short
             assert carry and r["response"].endswith(f"\\boxed{{{a + b - 10}}}")
             slips += 1
-        carries += carry
-    assert abs(slips / carries - CARRY_SLIP) < 0.03
-
-
-def _pair(row: dict) -> tuple[int, int]:
-    a, b = map(int, row["prompt"][len("What is "):-1].split(" + "))
-    return a, b
+        n_carry += carry
+    assert abs(slips / n_carry - CARRY_SLIP) < 0.03
 
 
 def test_carry_addition_keeps_the_held_out_split_and_raises_the_carry_share():
