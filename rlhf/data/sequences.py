@@ -2,7 +2,9 @@
 
 An example is (token ids, number of prompt tokens): the chat template renders the prompt
 with the generation prompt, the response follows with the end-of-turn token, and only the
-response tokens carry loss. Batches are padded (one example per row) or packed (examples end
+response tokens carry loss. A multi-turn response (`encode_turns`: the model's turns with
+tool results between them) gives a per-token loss mask instead of the prompt length: 1 on
+the model's turns, 0 on the prompt and the observations, as in an RL episode. Batches are padded (one example per row) or packed (examples end
 to end, each with its own positions, so attention never crosses examples; a trainer's packed
 micro-batch is one row, see `rlhf.packing`).
 
@@ -19,7 +21,14 @@ import torch
 
 from rlhf.data.formats import Messages
 
-Example = tuple[list[int], int]  # (ids, prompt length)
+Example = tuple[list[int], "int | list[int]"]  # (ids, prompt length or per-token loss mask)
+
+
+def loss_mask_of(example: Example) -> torch.Tensor:
+    ids, spec = example
+    if isinstance(spec, int):
+        return torch.cat([torch.zeros(spec), torch.ones(len(ids) - spec)])
+    return torch.tensor(spec, dtype=torch.float32)
 
 
 def encode(prompt: Messages, response: str, tokenizer) -> Example:
@@ -29,16 +38,43 @@ def encode(prompt: Messages, response: str, tokenizer) -> Example:
     return p_ids + r_ids, len(p_ids)
 
 
+def encode_turns(prompt: Messages, turns: Messages, tokenizer) -> Example:
+    """A multi-turn continuation of `prompt` (assistant turns, and the tool or user messages
+    between them), laid out as an episode assembles it (`rlhf.envs.episode`): each assistant
+    turn's text and the end-of-turn token, each run of other messages rendered by the chat
+    template for that turn alone. Loss on the assistant turns only."""
+    from rlhf.envs.episode import ObservationRenderer  # the episode's own rendering of observations
+
+    if not turns or turns[0].get("role") != "assistant" or turns[-1].get("role") != "assistant":
+        raise ValueError("a multi-turn response must start and end with an assistant message")
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    mask = [0] * len(ids)
+    renderer = ObservationRenderer(tokenizer, tokenizer.eos_token_id)
+    pending: Messages = []
+    for m in turns:
+        if m.get("role") != "assistant":
+            pending.append(m)
+            continue
+        if pending:
+            obs = renderer.ids(pending)
+            ids, mask, pending = ids + obs, mask + [0] * len(obs), []
+        turn = tokenizer(str(m["content"]), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids, mask = ids + turn, mask + [1] * len(turn)
+    return ids, mask
+
+
 def pad_batch(examples: list[Example], pad_id: int) -> dict:
     """One example per row, right-padded."""
     T = max(len(ids) for ids, _ in examples)
     ids = torch.full((len(examples), T), pad_id, dtype=torch.long)
     attn = torch.zeros_like(ids)
     loss_mask = torch.zeros((len(examples), T))
-    for i, (seq, n_prompt) in enumerate(examples):
+    for i, ex in enumerate(examples):
+        seq = ex[0]
         ids[i, :len(seq)] = torch.tensor(seq)
         attn[i, :len(seq)] = 1
-        loss_mask[i, n_prompt:len(seq)] = 1
+        loss_mask[i, :len(seq)] = loss_mask_of(ex)
     return {"input_ids_BT": ids, "attention_mask_BT": attn, "loss_mask_BT": loss_mask}
 
 
@@ -63,13 +99,13 @@ def pack_batch(examples: list[Example], max_len: int | None, pad_id: int) -> dic
     out["loss_mask_BT"] = torch.zeros((len(rows), T))
     for r, row in enumerate(rows):
         t = 0
-        for seg, (seq, n_prompt) in enumerate(row, 1):
-            n = len(seq)
+        for seg, ex in enumerate(row, 1):
+            seq, n = ex[0], len(ex[0])
             out["input_ids_BT"][r, t:t + n] = torch.tensor(seq)
             out["attention_mask_BT"][r, t:t + n] = 1
             out["position_ids_BT"][r, t:t + n] = torch.arange(n)
             out["segment_ids_BT"][r, t:t + n] = seg
-            out["loss_mask_BT"][r, t + n_prompt:t + n] = 1
+            out["loss_mask_BT"][r, t:t + n] = loss_mask_of(ex)
             t += n
     return out
 

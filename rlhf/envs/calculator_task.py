@@ -7,9 +7,11 @@ in its head but can with a calculator.
     assistant  \\boxed{16740}
 
 `rollout.env=calculator` (with `data.train` empty) uses these rows. Their `response` column,
-which the warm start imitates, shows the call in `TOOL_SHARE` of the problems and a direct
-answer in the rest: the model starts out knowing the format, mostly answering alone and
-mostly wrong, and RL raises how often it reaches for the calculator.
+which the warm start imitates (on the model's turns only: the tool's reply is context), shows
+the call in `TOOL_SHARE` of the problems and a direct guess in the rest: the model starts out
+knowing the format but answering alone, and wrong, in about half its episodes, and RL raises
+how often it reaches for the calculator. (With a quarter, and the tool's reply in the loss,
+sampled calls were too rare, and too often miscopied, for runs to learn reliably.)
 """
 
 from __future__ import annotations
@@ -21,14 +23,14 @@ from rlhf.envs.registry import environment
 from rlhf.envs.tool_calls import TagCalls
 from rlhf.envs.tool_env import ToolEnv
 
-TOOL_SHARE = 0.25
+TOOL_SHARE = 0.5
 
 
-def tool_transcript(call: str, result: str, answer: str) -> str:
-    """The rest of an episode after the prompt, as the ChatML template renders it (the byte
-    tokenizer's; `<|im_end|>` ends each turn): what a warm start shows the model."""
-    return (f"<calc>{call}</calc><|im_end|>\n<|im_start|>tool\n{result}<|im_end|>\n<|im_start|>assistant\n"
-            f"\\boxed{{{answer}}}")
+def tool_transcript(call: str, result: str, answer: str) -> list[dict]:
+    """The rest of an episode after the prompt, as messages: what a warm start shows the model
+    (trained on the assistant turns; the tool's reply is context, as in an episode)."""
+    return [{"role": "assistant", "content": f"<calc>{call}</calc>"}, {"role": "tool", "content": result},
+            {"role": "assistant", "content": f"\\boxed{{{answer}}}"}]
 
 
 def multiplication_rows(split: str, seed: int = 0) -> list[dict]:

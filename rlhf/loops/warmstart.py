@@ -12,16 +12,28 @@ from dataclasses import asdict
 from tqdm import tqdm
 
 from rlhf.data.examples import Sampler, sft_micro_batches
-from rlhf.data.files import require_columns
+from rlhf.data.files import DataError, require_columns
 from rlhf.data.formats import as_messages
 from rlhf.data.prompts import load_rows
-from rlhf.data.sequences import encode
+from rlhf.data.sequences import encode, encode_turns
 from rlhf.envs import env_task
 from rlhf.models import cache_root, content_key
 from rlhf.startup.roles import create_trainers, optim_settings
 
 log = logging.getLogger(__name__)
 RESPONSE_KEY = "response"
+
+
+def _example(row: dict, prompt_key: str, tokenizer, source: str, i: int):
+    """A row's response: text (one turn), or a list of messages (the model's turns with tool
+    results between them, trained on the model's turns only)."""
+    prompt, response = as_messages(row[prompt_key]), row[RESPONSE_KEY]
+    if not isinstance(response, list):
+        return encode(prompt, str(response), tokenizer)
+    try:
+        return encode_turns(prompt, response, tokenizer)
+    except (ValueError, AttributeError, KeyError) as e:
+        raise DataError(f"{source}: row {i + 1}: '{RESPONSE_KEY}': {e}") from None
 
 
 def warm_start(cfg, base_path: str, tokenizer, whole_gpu: bool = False) -> str:
@@ -32,7 +44,7 @@ def warm_start(cfg, base_path: str, tokenizer, whole_gpu: bool = False) -> str:
         return base_path
     rows, source = load_rows(cfg.data, "train", env_task(cfg))
     require_columns(rows, [cfg.data.prompt_key, RESPONSE_KEY], source)
-    examples = [encode(as_messages(r[cfg.data.prompt_key]), r[RESPONSE_KEY], tokenizer) for r in rows]
+    examples = [_example(r, cfg.data.prompt_key, tokenizer, source, i) for i, r in enumerate(rows)]
     t = cfg.trainer
     # everything the result depends on: base model, examples, warm-start and sharding settings, seed
     key = content_key(base_path, examples, asdict(ws) | {"cache_dir": None}, t.num_workers, t.zero_stage,

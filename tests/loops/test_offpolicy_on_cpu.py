@@ -8,7 +8,6 @@ import signal
 
 import pytest
 import ray
-import torch
 
 from rlhf.algorithms import truncated_is_weights
 from rlhf.batch import trim_padding
