@@ -4,9 +4,10 @@ the tiny model can only get right with the calculator) trained by multi-turn DAP
     python benchmarks/calculator_task.py [--steps 24] [--warmstart 1000] [extra key=value ...]
 
 Runs `python -m rlhf.recipes.dapo rollout.env=calculator ...` (from an empty cache unless --cache) and prints
-one JSON line: held-out accuracy and tool-use rate at the first and last evaluation, the
-training reward and tool-use rate over the first and last three steps, episodes per second of
-rollout (episodes generated / seconds of generation and rewards) and the wall time.
+one JSON line: held-out accuracy and tool-use rate at the first and last evaluation (greedy,
+and over 4 samples per problem), the training reward and tool-use rate over the first and last
+three steps, episodes per second of rollout (episodes generated / seconds of generation and
+rewards) and the wall time.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 ARGS = ["rollout.env=calculator", "rollout.max_turns=2", "rollout.max_new_tokens=24", "rollout.max_episode_tokens=72",
         "data.num_eval=64", "rollout.prompts_per_step=8", "rollout.gen_prompts=12", "rollout.n=8",
-        "trainer.lr=2e-4", "run.progress=false", "run.save_policy=false"]
+        "trainer.lr=2e-4", "run.eval_samples=4", "run.progress=false", "run.save_policy=false"]
 
 
 def mean(rows: list[dict], key: str) -> float:
@@ -52,6 +53,10 @@ def summarise(run_dir: Path) -> dict:
     return {"steps": len(steps),
             "eval_accuracy_before": evals[0]["eval/accuracy"], "eval_accuracy_after": evals[-1]["eval/accuracy"],
             "eval_tool_use_before": evals[0]["eval/tools/use_rate"], "eval_tool_use_after": evals[-1]["eval/tools/use_rate"],
+            # 4 samples per held-out problem: the policy's mix, which greedy decoding hides
+            "eval_avg4_before": evals[0]["eval/avg@4"], "eval_avg4_after": evals[-1]["eval/avg@4"],
+            "eval_sampled_tool_use_before": evals[0]["eval/sampled/tools/use_rate"],
+            "eval_sampled_tool_use_after": evals[-1]["eval/sampled/tools/use_rate"],
             "train_reward_first3": mean(first, "reward/math_verify/mean"),
             "train_reward_last3": mean(last, "reward/math_verify/mean"),
             "train_tool_use_first3": mean(first, "tools/use_rate"), "train_tool_use_last3": mean(last, "tools/use_rate"),

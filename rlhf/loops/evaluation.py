@@ -24,8 +24,8 @@ class EvalSettings:
 def held_out_metrics(rollouts, evalset: PromptSet, s: EvalSettings) -> dict:
     """`eval/accuracy`: the weighted eval score of greedy completions, and each eval reward's own
     metrics on them (`eval/<fn>/mean`, `eval/math_verify/format_rate`, ...); with `s.samples = n`
-    also avg@n (mean score of n samples per prompt) and pass@k (Chen et al. 2021), a sample
-    passing when its score is >= 1."""
+    also avg@n (mean score of n samples per prompt), pass@k (Chen et al. 2021), a sample
+    passing when its score is >= 1, and for multi-turn episodes `eval/sampled/tools/...`."""
     completions = rollouts.generate(evalset, SamplingSettings(1, 0.0, 1.0, s.max_new_tokens, seed=0))
     scores, reward_metrics = rollouts.score(evalset, completions, 1, split="eval")
     lengths = sum(len(c.token_ids) for c in completions) / max(1, len(completions))
@@ -40,6 +40,7 @@ def held_out_metrics(rollouts, evalset: PromptSet, s: EvalSettings) -> dict:
         scores, _ = rollouts.score(evalset, sampled, n, split="eval")
         correct = (scores.view(-1, n) >= 1.0).sum(1).tolist()
         out[f"eval/avg@{n}"] = float(scores.mean())
+        out |= episode_metrics(sampled, prefix="eval/sampled/")  # multi-turn: e.g. how often sampling calls a tool
         for k in s.pass_k:
             out[f"eval/pass@{k}"] = sum(pass_at_k(n, c, k) for c in correct) / len(correct)
     return out

@@ -1,7 +1,8 @@
 """The built-in tool task learns end to end: multi-turn DAPO through real Ray on CPU, from a
-short warm start that shows the calculator call in half its examples. Greedy decoding on
-held-out problems starts out answering alone (and wrong); a few steps later it calls the
-tool and copies its result, and training episodes reach for the tool more often."""
+short warm start that shows the calculator call in half its examples. On held-out problems,
+sampled episodes call the tool more often after four steps, and greedy ones then call it and
+copy its result (the product is out of the tiny model's reach without it). Sampling at 0.7:
+at 1.0 the tiny model miscopies the tool's digits too often for four steps to show much."""
 
 import os
 import subprocess
@@ -12,7 +13,7 @@ from run_records import records
 
 ARGS = ["rollout.env=calculator", "rollout.max_turns=2", "rollout.max_new_tokens=24", "rollout.max_episode_tokens=72",
         "warmstart.steps=300", "rollout.prompts_per_step=4", "rollout.gen_prompts=6", "rollout.n=8",
-        "trainer.lr=2e-4", "run.steps=4", "run.eval_every=4", "data.num_eval=16", "run.progress=false",
+        "trainer.lr=2e-4", "rollout.temperature=0.7", "run.steps=4", "run.eval_every=4", "data.num_eval=16", "run.eval_samples=4", "run.progress=false",
         "run.save_policy=false"]
 
 
@@ -28,7 +29,8 @@ def test_tool_use_and_held_out_accuracy_rise(tmp_path):
     steps = [r for r in rows if "reward/mean" in r]
     before, after = evals[0], evals[-1]
     assert (before["step"], after["step"]) == (0, 4)
-    assert after["eval/tools/use_rate"] >= before["eval/tools/use_rate"] + 0.5
-    assert after["eval/accuracy"] >= before["eval/accuracy"] + 0.2
-    assert steps[-1]["tools/use_rate"] > steps[0]["tools/use_rate"]
+    # sampled episodes: the policy's mix of calling and guessing moves towards calling
+    assert after["eval/sampled/tools/use_rate"] >= before["eval/sampled/tools/use_rate"] + 0.2
+    # greedy ones flip from guessing (the warm start's majority) to calling, and score
+    assert after["eval/tools/use_rate"] >= 0.9 and after["eval/accuracy"] >= before["eval/accuracy"] + 0.3
     assert sum(r["tools/calls"] for r in steps) > 0 and all(r["tools/errors"] < 16 for r in steps)
