@@ -4,9 +4,9 @@ An example is (token ids, number of prompt tokens): the chat template renders th
 with the generation prompt, the response follows with the end-of-turn token, and only the
 response tokens carry loss. A multi-turn response (`encode_turns`: the model's turns with
 tool results between them) gives a per-token loss mask instead of the prompt length: 1 on
-the model's turns, 0 on the prompt and the observations, as in an RL episode. Batches are padded (one example per row) or packed (examples end
-to end, each with its own positions, so attention never crosses examples; a trainer's packed
-micro-batch is one row, see `rlhf.packing`).
+the model's turns, 0 on the prompt and the observations, as in an RL episode. Batches are
+padded (one example per row) or packed (examples end to end, each with its own positions, so
+attention never crosses examples; a trainer's packed micro-batch is one row, see `rlhf.packing`).
 
     input_ids_BT       long   token ids (pad where unused)
     attention_mask_BT  long   1 on real tokens

@@ -40,6 +40,18 @@ def test_the_warm_start_transcript_is_what_an_episode_assembles():
         encode_turns(prompt, [{"role": "tool", "content": "1"}], tok)
 
 
+def test_a_malformed_multi_turn_response_names_its_row():
+    from rlhf.data.files import DataError
+    from rlhf.loops.warmstart import _example
+
+    tok = build_byte_tokenizer()
+    good = {"prompt": "What is 2 * 3?", "response": tool_transcript("2*3", "6", "6")}
+    assert _example(good, "prompt", tok, "rows.jsonl", 0)[1].count(0) > 0  # a mask, with the tool's reply at 0
+    bad = {"prompt": "What is 2 * 3?", "response": ["<calc>2*3</calc>"]}
+    with pytest.raises(DataError, match=r"rows.jsonl: row 3: 'response'"):
+        _example(bad, "prompt", tok, "rows.jsonl", 2)
+
+
 def test_calculator_env_steps():
     cls = load_environment("calculator")
     env = cls()
