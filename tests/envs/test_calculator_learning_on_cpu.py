@@ -13,8 +13,8 @@ from run_records import records
 
 ARGS = ["rollout.env=calculator", "rollout.max_turns=2", "rollout.max_new_tokens=24", "rollout.max_episode_tokens=72",
         "warmstart.steps=300", "rollout.prompts_per_step=4", "rollout.gen_prompts=6", "rollout.n=8",
-        "trainer.lr=2e-4", "rollout.temperature=0.7", "run.steps=4", "run.eval_every=4", "data.num_eval=16", "run.eval_samples=4", "run.progress=false",
-        "run.save_policy=false"]
+        "trainer.lr=2e-4", "rollout.temperature=0.7", "run.steps=4", "run.eval_every=4", "data.num_eval=16",
+        "run.eval_samples=4", "run.progress=false", "run.save_policy=false"]
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import os
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache (the default, 4, is too much for CI)
 
 import pytest
+import torch
 
 pytest.importorskip("vllm")
 from vllm.platforms import current_platform  # noqa: E402
