@@ -17,6 +17,8 @@ attention never crosses examples; a trainer's packed micro-batch is one row, see
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from rlhf.data.formats import Messages
@@ -31,9 +33,20 @@ def loss_mask_of(example: Example) -> torch.Tensor:
     return torch.tensor(spec, dtype=torch.float32)
 
 
-def encode(prompt: Messages, response: str, tokenizer) -> Example:
+def _prompt_ids(prompt: Messages, tokenizer) -> list[int]:
     text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    p_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@functools.lru_cache(maxsize=8)
+def _renderer(tokenizer):
+    from rlhf.envs.episode import ObservationRenderer  # the episode's own rendering of observations
+
+    return ObservationRenderer(tokenizer, tokenizer.eos_token_id)
+
+
+def encode(prompt: Messages, response: str, tokenizer) -> Example:
+    p_ids = _prompt_ids(prompt, tokenizer)
     r_ids = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return p_ids + r_ids, len(p_ids)
 
@@ -43,14 +56,11 @@ def encode_turns(prompt: Messages, turns: Messages, tokenizer) -> Example:
     between them), laid out as an episode assembles it (`rlhf.envs.episode`): each assistant
     turn's text and the end-of-turn token, each run of other messages rendered by the chat
     template for that turn alone. Loss on the assistant turns only."""
-    from rlhf.envs.episode import ObservationRenderer  # the episode's own rendering of observations
-
     if not turns or turns[0].get("role") != "assistant" or turns[-1].get("role") != "assistant":
         raise ValueError("a multi-turn response must start and end with an assistant message")
-    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = _prompt_ids(prompt, tokenizer)
     mask = [0] * len(ids)
-    renderer = ObservationRenderer(tokenizer, tokenizer.eos_token_id)
+    renderer = _renderer(tokenizer)  # one per tokenizer: building it renders the template
     pending: Messages = []
     for m in turns:
         if m.get("role") != "assistant":

@@ -46,7 +46,8 @@ def test_a_malformed_multi_turn_response_names_its_row():
 
     tok = build_byte_tokenizer()
     good = {"prompt": "What is 2 * 3?", "response": tool_transcript("2*3", "6", "6")}
-    assert _example(good, "prompt", tok, "rows.jsonl", 0)[1].count(0) > 0  # a mask, with the tool's reply at 0
+    ids, mask = _example(good, "prompt", tok, "rows.jsonl", 0)
+    assert isinstance(mask, list) and len(mask) == len(ids)  # a per-token mask, not a prompt length
     bad = {"prompt": "What is 2 * 3?", "response": ["<calc>2*3</calc>"]}
     with pytest.raises(DataError, match=r"rows.jsonl: row 3: 'response'"):
         _example(bad, "prompt", tok, "rows.jsonl", 2)
