@@ -2,13 +2,14 @@
 # The GPU measurements of benchmarks/README.md, one part per call (each fits a 10-minute call on
 # one H100). Results: JSON lines and logs under $OUT (default benchmarks/results).
 #   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|rollout|sync|sleep|offload|grpo|offpolicy|qlora
+# MFU_SIZES="1.5b" limits the mfu part to some sizes; RUN_TIMEOUT (seconds, default 900) stops any one run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
 mkdir -p "$OUT"
 export PYTHONPATH="${PYTHONPATH:-}:$PWD" PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 NCCL_NVLS_ENABLE=0 \
   RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RLHF_CACHE="${RLHF_CACHE:-/tmp/rlhf-cache}"
-py() { python3 "$@"; }
+py() { timeout "${RUN_TIMEOUT:-900}" python3 "$@"; }
 # the 0.36B model of Qwen2.5-0.5B's shape with the built-in task's byte vocabulary
 QWEN05="model.tiny.hidden_size=896 model.tiny.intermediate_size=4864 model.tiny.num_layers=24 model.tiny.num_heads=14 model.tiny.num_kv_heads=2"
 GPU="generator.backend=vllm placement.mode=colocate model.dtype=bfloat16 generator.gpu_memory_utilization=0.3 run.progress=false"
@@ -23,25 +24,28 @@ rollout)  # our generator / raw LLM.generate on one engine, 3 interleaved pairs 
   done ;;
 sync)  # colocated CUDA IPC, 1.5B, one bucket: median of 5 syncs and its phases
   py benchmarks/gpu_rollout_sync.py sync --size 1.5b --bucket-mb 4096 2>>"$OUT/sync.log" | tail -1 | tee -a "$OUT/sync.jsonl" ;;
-mfu)  # the packed trainer next to a plain HF loop, same session (default budget and attention)
-  for size in 1.5b 0.5b; do
+mfu)  # the packed trainer next to a plain HF loop, same session (default attention). 1.5B runs at the
+  # trainer's GPU default budget (8,192): at 16,384 its response logits and their gradient do not fit 80 GB.
+  for size in ${MFU_SIZES:-1.5b 0.5b}; do
+    budget=$([ "$size" = 0.5b ] && echo 16384 || echo 8192)
     py benchmarks/hf_baseline.py --size $size 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
     for z in 2 3; do
-      py benchmarks/trainer_mfu.py --size $size --zero-stage $z 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+      py benchmarks/trainer_mfu.py --size $size --zero-stage $z --max-tokens $budget 2>>"$OUT/mfu.log" \
+        | tail -1 | tee -a "$OUT/mfu.jsonl"
     done
   done ;;
-mfu-kernels)  # 1.5B, ZeRO-2: a smaller budget, and FlexAttention instead of the varlen kernel
-  py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
-  RLHF_ATTENTION=flex_attention py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 \
+mfu-kernels)  # 1.5B, ZeRO-2, 8,192 budget: FlexAttention instead of the varlen kernel
+  RLHF_ATTENTION=flex_attention py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
     2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
 sleep)  # engine asleep during a full fine-tuning update that does not fit beside it awake
   py benchmarks/sleep_wake.py --size 3b --gpu-memory-utilization 0.5 2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
 offload)  # ZeRO-Offload (optimizer states on the host) in the same colocated step
   py benchmarks/sleep_wake.py --size 1.5b --zero-stage 2 --offload true --gpu-memory-utilization 0.3 \
     2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
-grpo)
-  for fw in ours trl; do
-    py benchmarks/grpo_step.py "$fw" --size 0.5b 2>"$OUT/grpo-$fw.log" | tail -1 | tee -a "$OUT/grpo.jsonl"
+grpo)  # each framework at its larger micro-batch too: ours by token budget, TRL by rows per forward
+  for run in "ours --max-tokens 16384" "trl --micro-batch 16" "trl --micro-batch 64"; do
+    name=$(echo $run | tr -d ' -')
+    py benchmarks/grpo_step.py $run --size 0.5b 2>"$OUT/grpo-$name.log" | tail -1 | tee -a "$OUT/grpo.jsonl"
   done ;;
 offpolicy)
   for k in 1 0; do
