@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of benchmarks/README.md, one part per call (each fits a 10-minute call on
 # one H100). Results: JSON lines and logs under $OUT (default benchmarks/results).
-#   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|rollout|sync|sleep|offload|grpo|offpolicy|qlora
+#   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|logprobs|rollout|sync|sleep|offload|grpo|offpolicy|qlora
 # MFU_SIZES="1.5b" limits the mfu part to some sizes; RUN_TIMEOUT (seconds, default 900) stops any one run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,9 +34,16 @@ mfu)  # the packed trainer next to a plain HF loop, same session (default attent
         | tail -1 | tee -a "$OUT/mfu.jsonl"
     done
   done ;;
-mfu-kernels)  # 1.5B, ZeRO-2, 8,192 budget: FlexAttention instead of the varlen kernel
+mfu-kernels)  # 1.5B, ZeRO-2: FlexAttention instead of the varlen kernel; the fused log-probs (no logits)
   RLHF_ATTENTION=flex_attention py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
-    2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
+    2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+  for budget in 8192 16384; do
+    RLHF_LOGPROBS=fused py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens $budget \
+      2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+  done ;;
+logprobs)  # the output layer's logits + token_logprobs vs the fused path, 1.5B's width, bf16
+  py benchmarks/output_layer_logprobs.py --device cuda --positions 12288 --hidden 1536 --dtypes bfloat16 \
+    2>>"$OUT/logprobs.log" | tail -1 | tee -a "$OUT/logprobs.jsonl" ;;
 sleep)  # engine asleep during a full fine-tuning update that does not fit beside it awake
   py benchmarks/sleep_wake.py --size 3b --gpu-memory-utilization 0.5 2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
 offload)  # ZeRO-Offload (optimizer states on the host) in the same colocated step

@@ -4,6 +4,7 @@ Qwen2.5-sized model (random weights), bf16, one GPU.
     python benchmarks/trainer_mfu.py --size 0.5b --zero-stage 2 --max-tokens 16384   # one JSON line
     python benchmarks/trainer_mfu.py --size 0.5b --packing false --micro-batch 4     # padded rows
     RLHF_ATTENTION=flex_attention python benchmarks/trainer_mfu.py ...               # attention kernel
+    RLHF_LOGPROBS=fused python benchmarks/trainer_mfu.py ...                         # no response logits
 
 The batch is examples of random lengths (uniform in [--min-len, --max-len], 1/4 prompt and
 3/4 response, as in SFT/RL updates): packed end to end into token-budget micro-batches of
@@ -53,6 +54,7 @@ def examples(n: int, lo: int, hi: int, seed: int = 0) -> list[tuple[list[int], i
 def main(a) -> dict:
     from rlhf.actors.deepspeed_rank import OptimSettings
     from rlhf.actors.policy_trainer import PolicyTrainer
+    from rlhf.models import fused_output_head
     from rlhf.data.examples import sft_micro_batches
 
     path = build(a.size)
@@ -79,6 +81,7 @@ def main(a) -> dict:
     flops_per_token = 6 * n_params + 6 * cfg.num_hidden_layers * cfg.hidden_size * mean_len
     tps = tokens / seconds
     return {"size": a.size, "zero_stage": a.zero_stage, "packing": a.packing, "attention": cfg._attn_implementation,
+            "logprobs": "fused" if fused_output_head(trainer.engine) else "logits",
             "gradient_checkpointing": a.gradient_checkpointing, "examples": len(exs), "forwards": len(batch),
             "max_tokens": a.max_tokens if a.packing else None, "micro_batch": None if a.packing else a.micro_batch,
             "tokens_per_step": tokens, "padded_tokens_per_step": sum(int(mb["input_ids_BT"].numel()) for mb in batch),

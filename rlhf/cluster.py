@@ -23,8 +23,10 @@ def init_ray(address: str | None, num_cpus: int | None, needed_cpus: float) -> N
         ray.init(address=address, log_to_driver=True)
         log.info("connected to Ray at %s", address)
     else:
-        # Workers import this package; ship the driver's PYTHONPATH so a source checkout works too.
-        env = {k: os.environ[k] for k in ("PYTHONPATH", "RLHF_CACHE") if k in os.environ}
+        # Workers import this package; ship the driver's PYTHONPATH so a source checkout works too,
+        # and the kernel choices (rlhf.models) so every role runs the ones the driver was given.
+        env = {k: os.environ[k] for k in ("PYTHONPATH", "RLHF_CACHE", "RLHF_ATTENTION", "RLHF_LOGPROBS")
+               if k in os.environ}
         runtime_env = {"env_vars": env} if env else None
         cpus = num_cpus or max(int(needed_cpus + 0.999), os.cpu_count() or 1)
         ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env)

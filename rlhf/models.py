@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from rlhf.algorithms import token_logprobs
+from rlhf.algorithms.linear_logprobs import linear_token_logprobs
 from rlhf.packing import packed_inputs, scatter_BR
 
 log = logging.getLogger(__name__)
@@ -183,12 +184,53 @@ def response_logprobs(model, input_ids_BT, attention_mask_BT, response_len: int,
     return token_logprobs(logits_BRV, input_ids_BT[:, -response_len:], temperature=temperature)
 
 
+# config keys of models whose logits are not hidden @ weight.T (capped or scaled); None or 1: they are
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "dim_model_base")
+
+
+def fused_output_head(model):
+    """(decoder, output-layer weight) when log-probs can be taken straight from the final hidden
+    states (`linear_token_logprobs`: no [positions x vocabulary] logits), else None, which means the
+    logits path. That is the only path for an output layer that is not a bias-free Linear (LoRA- or
+    quantisation-wrapped), for a model that caps or scales its logits, and for a weight partitioned
+    across ranks (ZeRO-3 gathers it only inside the layer's own forward). The fused path is chosen
+    with `RLHF_LOGPROBS=fused`; the default, `logits`, is the faster one where both were timed
+    (benchmarks/README.md, "Output layer and log-probs")."""
+    choice = os.environ.get("RLHF_LOGPROBS", "logits")
+    if choice not in ("fused", "logits"):
+        raise ValueError(f"RLHF_LOGPROBS={choice!r}: expected 'fused' or 'logits'")
+    inner = getattr(model, "module", model)  # a DeepSpeed engine's model
+    head = inner.get_output_embeddings() if choice == "fused" else None
+    if type(head) is not torch.nn.Linear or head.bias is not None or hasattr(head.weight, "ds_id"):
+        return None
+    if any(getattr(inner.config, key, None) not in (None, 1, 1.0) for key in _LOGIT_TRANSFORMS):
+        return None
+    return inner.get_decoder(), head.weight
+
+
+def kept_token_logprobs(model, inputs: dict, keep_K: torch.Tensor, labels_BK: torch.Tensor,
+                        temperature: float = 1.0) -> torch.Tensor:
+    """Log-probs [B, K] of `labels_BK`, the tokens predicted at positions `keep_K` of each row of
+    the forward `inputs`. The [B, K, vocabulary] logits, the largest tensor of a step, are formed
+    only at those positions (`logits_to_keep`), or not at all (`fused_output_head`)."""
+    fused = fused_output_head(model)
+    if fused is None:
+        logits_BKV = model(**inputs, logits_to_keep=keep_K).logits
+        return token_logprobs(logits_BKV, labels_BK, temperature=temperature)
+    decoder, weight_VH = fused
+    hidden_BKH = decoder(**inputs).last_hidden_state[:, keep_K]
+    B, K, H = hidden_BKH.shape
+    lp = linear_token_logprobs(hidden_BKH.reshape(B * K, H), weight_VH, labels_BK.reshape(B * K),
+                               temperature=temperature)
+    return lp.view(B, K)
+
+
 def packed_response_logprobs(model, mb: dict, device: str, temperature: float = 1.0) -> torch.Tensor:
-    """Log-probs [b, R] of the response tokens of a packed RL micro-batch (`rlhf.packing`):
-    the logits of only the positions that predict them are computed (`logits_to_keep`)."""
+    """Log-probs [b, R] of the response tokens of a packed RL micro-batch (`rlhf.packing`),
+    scored only at the positions that predict them (`kept_token_logprobs`)."""
     keep = mb["response_positions_K"].to(device)
-    logits_1KV = model(**packed_inputs(mb, device), logits_to_keep=keep).logits
-    lp_K = token_logprobs(logits_1KV, mb["response_labels_K"].to(device)[None], temperature=temperature)[0]
+    lp_K = kept_token_logprobs(model, packed_inputs(mb, device), keep, mb["response_labels_K"].to(device)[None],
+                               temperature)[0]
     return scatter_BR(lp_K, mb)
 
 
@@ -243,8 +285,7 @@ def loss_token_logprobs(model, batch: dict, device: str) -> tuple[torch.Tensor, 
     if keep_K.numel() == 0:  # an empty micro-batch still runs the whole graph (every rank's collectives)
         logits = model(**inputs, use_cache=False).logits
         return token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:]), mask_BT
-    logits_BKV = model(**inputs, use_cache=False, logits_to_keep=keep_K).logits
-    lp_BK = token_logprobs(logits_BKV, inputs["input_ids"][:, 1:][:, keep_K])
+    lp_BK = kept_token_logprobs(model, inputs | {"use_cache": False}, keep_K, inputs["input_ids"][:, 1:][:, keep_K])
     lp_BT = lp_BK.new_zeros(mask_BT.shape).index_copy(1, keep_K, lp_BK)
     return lp_BT, mask_BT
 

@@ -30,10 +30,12 @@ def optim_settings(cfg, layout: Optional[MicroBatching], lr: float, warmup_steps
 
 
 def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: Optional[type] = None, name: str = "trainer",
-                    placement=None, lora: bool = False, whole_gpu: bool = False) -> ActorGroup:
+                    placement=None, lora: bool = False, whole_gpu: bool = False,
+                    env: Optional[dict] = None) -> ActorGroup:
     """`trainer.num_workers` data-parallel DeepSpeed ranks of `cls` (default: the policy trainer),
     joined in one process group. `lora`: LoRA adapters when `model.lora_rank` > 0. `whole_gpu`: a
-    rank outside the RL placement takes a whole GPU where the cluster has any."""
+    rank outside the RL placement takes a whole GPU where the cluster has any. `env`: environment
+    variables of the ranks' processes (e.g. `RLHF_LOGPROBS`)."""
     if cls is None:
         from rlhf.actors.policy_trainer import PolicyTrainer as cls
     t = cfg.trainer
@@ -43,7 +45,7 @@ def create_trainers(cfg, model_path: str, optim: OptimSettings, cls: Optional[ty
     if placement is None and whole_gpu and ray.cluster_resources().get("GPU", 0) > 0:
         gpus = max(gpus, 1.0)
     group = ActorGroup(
-        cls, t.num_workers, name=name, num_cpus=t.cpus_per_worker, num_gpus=gpus, placement=placement,
+        cls, t.num_workers, name=name, num_cpus=t.cpus_per_worker, num_gpus=gpus, placement=placement, env=env,
         kwargs=lambda rank: dict(model_path=model_path, optim=optim, rank=rank, world_size=t.num_workers,
                                  dtype=cfg.model.dtype, seed=cfg.run.seed, threads=cfg.run.torch_threads,
                                  lora=adapters, quantization=quantized),

@@ -8,7 +8,7 @@ from rlhf.actors.deepspeed_rank import OptimSettings
 from rlhf.algorithms.objective import PolicyLossSettings
 from rlhf.batch import Completion, collate, update_shards
 from rlhf.config import RLConfig
-from rlhf.models import tiny_model_path
+from rlhf.models import fused_output_head, tiny_model_path
 from rlhf.packing import balance_ranks, pack_bins, rl_row_lengths
 from rlhf.metrics import combine_shards
 from rlhf.startup.roles import create_trainers
@@ -26,10 +26,14 @@ def _batch(seed: int = 0) -> dict:
     return batch
 
 
-def _train_once(cfg, path, world, stage, max_tokens, batch, agg) -> dict:
+def _train_once(cfg, path, world, stage, max_tokens, batch, agg, logprobs="logits") -> dict:
     cfg.trainer.num_workers, cfg.trainer.cpus_per_worker = world, 0.5
-    group = create_trainers(cfg, path, OptimSettings(lr=1e-2, zero_stage=stage, grad_clip=1e9))
+    group = create_trainers(cfg, path, OptimSettings(lr=1e-2, zero_stage=stage, grad_clip=1e9),
+                            env={"RLHF_LOGPROBS": logprobs})
     try:
+        # the path the ranks take: fused only where the output weight is whole on every rank (not ZeRO-3)
+        fused = group.each(lambda t: t.__ray_call__.remote(lambda self: fused_output_head(self.engine) is not None))
+        assert fused == [logprobs == "fused" and stage < 3] * world
         per_rank, counts = update_shards(batch, world, 1, 1, max_tokens, pad_id=256)
         loss = PolicyLossSettings(agg_mode=agg, eps_low=0.2, eps_high=0.28)
         metrics = combine_shards(group.scatter(lambda t, s: t.train_rl.remote(s, counts, loss), per_rank))
@@ -38,10 +42,14 @@ def _train_once(cfg, path, world, stage, max_tokens, batch, agg) -> dict:
         group.kill()
 
 
-@pytest.mark.parametrize("agg,stage,budget", [("token-mean", 2, 18), ("seq-mean-token-mean", 3, 13)])
-def test_two_ranks_and_packed_micro_batches_equal_one_rank(ray_local, tmp_path, agg, stage, budget):
+# the two ranks ask for the fused log-probs: ZeRO-2 takes them, ZeRO-3 (a partitioned output weight)
+# keeps the logits path; the one rank always scores through the logits
+@pytest.mark.parametrize("agg,stage,budget,logprobs", [("token-mean", 2, 18, "fused"),
+                                                       ("seq-mean-token-mean", 3, 13, "fused")])
+def test_two_ranks_and_packed_micro_batches_equal_one_rank(ray_local, tmp_path, agg, stage, budget, logprobs):
     """One rank, one micro-batch vs two ranks whose rows pack into unequal numbers of
-    token-budget micro-batches (evened out by the plan): same loss, gradient norm, weights."""
+    token-budget micro-batches (evened out by the plan): same loss, gradient norm, weights.
+    The two ranks score with the output layer's logits or without them (`RLHF_LOGPROBS=fused`)."""
     cfg = RLConfig()
     path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
     batch = _batch()
@@ -49,7 +57,8 @@ def test_two_ranks_and_packed_micro_batches_equal_one_rank(ray_local, tmp_path, 
     raw = [len(pack_bins(rows, lengths, budget)) for rows in balance_ranks(lengths, 2)]
     assert raw[0] != raw[1]  # the case under test: the ranks' shards pack differently
     m1, one = _train_once(cfg, path, world=1, stage=0, max_tokens=10_000, batch=batch, agg=agg)
-    m2, two = _train_once(cfg, path, world=2, stage=stage, max_tokens=budget, batch=batch, agg=agg)
+    m2, two = _train_once(cfg, path, world=2, stage=stage, max_tokens=budget, batch=batch, agg=agg,
+                          logprobs=logprobs)
     # Adam hides a wrong gradient scale, so compare the loss and the global gradient norm:
     # a missing or doubled normalisation over ranks or micro-batches changes them.
     assert m1["actor/pg_loss"] == pytest.approx(m2["actor/pg_loss"], rel=1e-5)

@@ -54,7 +54,9 @@ def test_ranks_get_balanced_tokens():
     assert pack_bins([0, 1], lengths, 10) == [[0], [1]]  # longer than the budget: alone
 
 
-def test_packed_policy_logprobs_equal_padded(tiny):
+@pytest.mark.parametrize("path", ["logits", "fused"])  # the output layer's logits, or none (RLHF_LOGPROBS)
+def test_packed_policy_logprobs_equal_padded(tiny, path, monkeypatch):
+    monkeypatch.setenv("RLHF_LOGPROBS", path)
     model = load_causal_lm(tiny, torch.float32)
     batch = _rl_batch()
     B, R = batch["response_mask_BR"].shape
@@ -68,7 +70,9 @@ def test_packed_policy_logprobs_equal_padded(tiny):
         assert (packed[~mask] == 0).all()
 
 
-def test_packed_logprob_gradients_equal_padded(tiny):
+@pytest.mark.parametrize("path", ["logits", "fused"])  # the output layer's logits, or none (RLHF_LOGPROBS)
+def test_packed_logprob_gradients_equal_padded(tiny, path, monkeypatch):
+    monkeypatch.setenv("RLHF_LOGPROBS", path)
     model = load_causal_lm(tiny, torch.float32)
     batch = _rl_batch(seed=1)
     B, R = batch["response_mask_BR"].shape
@@ -121,9 +125,12 @@ def test_packed_reward_model_scores_equal_padded(tiny):
     assert torch.allclose(packed, padded, atol=1e-5)
 
 
-def test_loss_token_logprobs_score_only_loss_positions(tiny):
+@pytest.mark.parametrize("path", ["logits", "fused"])
+def test_loss_token_logprobs_score_only_loss_positions(tiny, path, monkeypatch):
     """SFT's and the preference losses' log-probs: the output layer sees only the positions that
-    predict a loss token, and the result equals the full-logits computation there (0 elsewhere)."""
+    predict a loss token (or, fused, never runs: the log-probs come from the hidden states), and
+    the result equals the full-logits computation there (0 elsewhere)."""
+    monkeypatch.setenv("RLHF_LOGPROBS", path)
     model = load_causal_lm(tiny, torch.float32)
     g = torch.Generator().manual_seed(4)
     examples = [(torch.randint(0, 256, (int(n),), generator=g).tolist(), int(n) // 2)
@@ -131,11 +138,14 @@ def test_loss_token_logprobs_score_only_loss_positions(tiny):
     seen = []
     hook = model.lm_head.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
     for batch in (pad_batch(examples, 256), pack_batch(examples, None, 256)):
-        seen.clear()
-        lp, mask = loss_token_logprobs(model, batch, "cpu")
         inputs = model_inputs(batch, "cpu")
         full = token_logprobs(model(**inputs).logits[:, :-1], inputs["input_ids"][:, 1:])
-        assert seen[0] == int(mask.any(0).sum()) < mask.shape[1]  # the output layer ran on loss positions only
+        seen.clear()
+        lp, mask = loss_token_logprobs(model, batch, "cpu")
+        if path == "logits":
+            assert seen == [int(mask.any(0).sum())] and seen[0] < mask.shape[1]  # loss positions only
+        else:
+            assert seen == []
         assert torch.allclose(lp[mask > 0], full[mask > 0], atol=1e-5)
         assert torch.all(lp[:, ~mask.bool().any(0)] == 0)
     hook.remove()
