@@ -45,9 +45,10 @@ logprobs)  # the output layer's logits + token_logprobs vs the fused path, 1.5B'
   py benchmarks/output_layer_logprobs.py --device cuda --positions 12288 --hidden 1536 --dtypes bfloat16 \
     2>>"$OUT/logprobs.log" | tail -1 | tee -a "$OUT/logprobs.jsonl" ;;
 sleep)  # engine asleep during a full fine-tuning update that does not fit beside it awake
-  py benchmarks/sleep_wake.py --size 3b --gpu-memory-utilization 0.5 2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
+  py benchmarks/sleep_wake.py --size 1.5b --gpu-memory-utilization 0.5 --max-tokens 16384 2>>"$OUT/sleep.log" \
+    | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
 offload)  # ZeRO-Offload (optimizer states on the host) in the same colocated step
-  py benchmarks/sleep_wake.py --size 1.5b --zero-stage 2 --offload true --gpu-memory-utilization 0.3 \
+  py benchmarks/sleep_wake.py --size 1.5b --zero-stage 2 --offload true --gpu-memory-utilization 0.3 --max-tokens 8192 \
     2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
 grpo)  # each framework at its larger micro-batch too: ours by token budget, TRL by rows per forward
   for run in "ours --max-tokens 16384" "trl --micro-batch 16" "trl --micro-batch 64"; do

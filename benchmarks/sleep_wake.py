@@ -2,7 +2,11 @@
 (`generator.sleep_while_training=true`), on one GPU, at a size where the engine awake and the
 trainer at its peak do not fit together.
 
-    python benchmarks/sleep_wake.py --size 3b --gpu-memory-utilization 0.5    # one JSON line
+    python benchmarks/sleep_wake.py --size 1.5b --gpu-memory-utilization 0.5 --max-tokens 16384   # one JSON line
+
+On an 80 GB GPU that is 1.5B: the engine takes 40 GB awake and the update peaks at 75 GB. 3B does
+not start: its trainer holds about 71 GB (bf16 weights, fp32 master copy, gradients, AdamW state)
+before the engine is created, and an engine asleep still needs its memory free when it starts.
 
 What it measures (free device memory from `torch.cuda.mem_get_info` in the driver process):
 - how much memory the engine gives back when it sleeps (level 1: weights to host, KV cache freed)
@@ -130,12 +134,12 @@ def main(a) -> dict:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("--size", default="3b")
+    p.add_argument("--size", default="1.5b")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.5)
     p.add_argument("--enforce-eager", type=lambda s: s == "true", default=True)
     p.add_argument("--zero-stage", type=int, default=0)
     p.add_argument("--offload", type=lambda s: s == "true", default=False)
-    p.add_argument("--max-tokens", type=int, default=8192)
+    p.add_argument("--max-tokens", type=int, default=16384)
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--n", type=int, default=8)
     p.add_argument("--response-len", type=int, default=256)

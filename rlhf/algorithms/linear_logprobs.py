@@ -7,7 +7,7 @@ of a 152k vocabulary: 3.7 GB each in bf16). Here the logits of one block of posi
 are computed, reduced to one logsumexp per position and dropped; the backward pass recomputes them
 block by block and turns them into the gradients of the hidden states and of the weight at once.
 The price is the output layer's forward matmul done twice (about a third more output-layer
-FLOPs). Measured against the logits path: benchmarks/logprobs_memory.py.
+FLOPs). Measured against the logits path: benchmarks/output_layer_logprobs.py.
 """
 
 from __future__ import annotations

@@ -42,14 +42,12 @@ def _train_once(cfg, path, world, stage, max_tokens, batch, agg, logprobs="logit
         group.kill()
 
 
-# the two ranks ask for the fused log-probs: ZeRO-2 takes them, ZeRO-3 (a partitioned output weight)
-# keeps the logits path; the one rank always scores through the logits
-@pytest.mark.parametrize("agg,stage,budget,logprobs", [("token-mean", 2, 18, "fused"),
-                                                       ("seq-mean-token-mean", 3, 13, "fused")])
-def test_two_ranks_and_packed_micro_batches_equal_one_rank(ray_local, tmp_path, agg, stage, budget, logprobs):
+@pytest.mark.parametrize("agg,stage,budget", [("token-mean", 2, 18), ("seq-mean-token-mean", 3, 13)])
+def test_two_ranks_and_packed_micro_batches_equal_one_rank(ray_local, tmp_path, agg, stage, budget):
     """One rank, one micro-batch vs two ranks whose rows pack into unequal numbers of
     token-budget micro-batches (evened out by the plan): same loss, gradient norm, weights.
-    The two ranks score with the output layer's logits or without them (`RLHF_LOGPROBS=fused`)."""
+    The one rank scores through the output layer's logits; the two ask for the fused log-probs
+    (`RLHF_LOGPROBS=fused`), which ZeRO-2 takes and ZeRO-3 (a partitioned output weight) declines."""
     cfg = RLConfig()
     path = tiny_model_path(cfg.model.tiny, str(tmp_path), seed=0)
     batch = _batch()
@@ -58,7 +56,7 @@ def test_two_ranks_and_packed_micro_batches_equal_one_rank(ray_local, tmp_path, 
     assert raw[0] != raw[1]  # the case under test: the ranks' shards pack differently
     m1, one = _train_once(cfg, path, world=1, stage=0, max_tokens=10_000, batch=batch, agg=agg)
     m2, two = _train_once(cfg, path, world=2, stage=stage, max_tokens=budget, batch=batch, agg=agg,
-                          logprobs=logprobs)
+                          logprobs="fused")
     # Adam hides a wrong gradient scale, so compare the loss and the global gradient norm:
     # a missing or doubled normalisation over ranks or micro-batches changes them.
     assert m1["actor/pg_loss"] == pytest.approx(m2["actor/pg_loss"], rel=1e-5)
