@@ -25,7 +25,8 @@ rollout)  # our generator / raw LLM.generate on one engine, 3 interleaved pairs 
 sync)  # colocated CUDA IPC, 1.5B, one bucket: median of 5 syncs and its phases
   py benchmarks/gpu_rollout_sync.py sync --size 1.5b --bucket-mb 4096 2>>"$OUT/sync.log" | tail -1 | tee -a "$OUT/sync.jsonl" ;;
 mfu)  # the packed trainer next to a plain HF loop, same session (default attention). 1.5B runs at the
-  # trainer's GPU default budget (8,192): at 16,384 its response logits and their gradient do not fit 80 GB.
+  # trainer's GPU default budget (8,192): at 16,384 its response logits and their gradient do not fit 80 GB
+  # (the fused log-probs of mfu-kernels do).
   for size in ${MFU_SIZES:-1.5b 0.5b}; do
     budget=$([ "$size" = 0.5b ] && echo 16384 || echo 8192)
     py benchmarks/hf_baseline.py --size $size 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
