@@ -19,13 +19,16 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from peak_memory import child_result, run_child  # noqa: E402
 
 VOCAB = 152_064
 
 CHILD = r"""
-import json, resource, sys, time, torch
+import json, sys, torch
+from peak_memory import measure
 from rlhf.algorithms import token_logprobs
 variant, dtype, mode, B, T, V, chunk = sys.argv[1], getattr(torch, sys.argv[2]), sys.argv[3], *map(int, sys.argv[4:8])
 dev = sys.argv[8]
@@ -45,20 +48,7 @@ def run():
             lp.sum().backward()
             assert x.grad is not None
 
-cuda = dev.startswith("cuda")
-if cuda:
-    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    peak = torch.cuda.max_memory_allocated
-else:
-    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-base = peak()
-times = []
-for _ in range(2):
-    t0 = time.perf_counter(); run()
-    if cuda:
-        torch.cuda.synchronize()
-    times.append(time.perf_counter() - t0)
-print(json.dumps({"peak_extra_mb": (peak() - base) / 2**20, "seconds": min(times)}))
+print(json.dumps(measure(run, dev)))
 """
 
 
@@ -69,7 +59,6 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=0, help="token_logprobs chunk_size (0: its default)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
     result = {"vocab": VOCAB, "batch": args.batch, "seq": args.seq, "chunk_size": args.chunk_size or "default",
               "device": args.device, "cpu_count": os.cpu_count(), "machine": platform.machine()}
     if args.device.startswith("cuda"):
@@ -81,10 +70,10 @@ def main() -> None:
     for mode in ("forward", "train"):
         for dtype in ("float32", "bfloat16"):
             for variant in ("naive", "chunked"):
-                cmd = [sys.executable, "-c", CHILD, variant, dtype, mode, str(args.batch), str(args.seq), str(VOCAB),
-                       str(args.chunk_size), args.device]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-                r = json.loads(out.stdout.strip().splitlines()[-1])
+                out = run_child(CHILD, [variant, dtype, mode, str(args.batch), str(args.seq), str(VOCAB),
+                                        str(args.chunk_size), args.device])
+                out.check_returncode()
+                r = child_result(out)
                 key = f"{mode}_{dtype}_{variant}"
                 result[f"{key}_peak_mb"] = round(r["peak_extra_mb"], 1)
                 result[f"{key}_s"] = round(r["seconds"], 3)

@@ -21,11 +21,14 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(__file__))
+from peak_memory import child_result, run_child  # noqa: E402
+
 CHILD = r"""
-import json, resource, sys, time, torch
+import json, sys, torch
+from peak_memory import measure
 from rlhf.algorithms import token_logprobs
 from rlhf.algorithms.linear_logprobs import linear_token_logprobs
 variant, dtype, mode, dev = sys.argv[1], getattr(torch, sys.argv[2]), sys.argv[3], sys.argv[7]
@@ -46,20 +49,7 @@ def run():
             lp.sum().backward()
             assert h.grad is not None and w.grad is not None
 
-cuda = dev.startswith("cuda")
-if cuda:
-    torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
-    peak = torch.cuda.max_memory_allocated
-else:
-    peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-base = peak()
-times = []
-for _ in range(2):
-    t0 = time.perf_counter(); run()
-    if cuda:
-        torch.cuda.synchronize()
-    times.append(time.perf_counter() - t0)
-print(json.dumps({"peak_extra_mb": (peak() - base) / 2**20, "seconds": min(times)}))
+print(json.dumps(measure(run, dev)))
 """
 
 
@@ -71,7 +61,6 @@ def main() -> None:
     ap.add_argument("--dtypes", default="bfloat16,float32")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
     K, H, V = args.positions, args.hidden, args.vocab
     result = {"positions": K, "hidden": H, "vocab": V, "device": args.device, "cpu_count": os.cpu_count(),
               "machine": platform.machine()}
@@ -83,12 +72,11 @@ def main() -> None:
     for mode in ("forward", "train"):
         for dtype in dtypes:
             for variant in ("logits", "fused"):
-                cmd = [sys.executable, "-c", CHILD, variant, dtype, mode, str(K), str(H), str(V), args.device]
-                out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                out = run_child(CHILD, [variant, dtype, mode, str(K), str(H), str(V), args.device])
                 if out.returncode != 0:  # out of memory, say: record it and go on
                     result[f"{mode}_{dtype}_{variant}_error"] = out.stderr.strip().splitlines()[-1][:200]
                     continue
-                r = json.loads(out.stdout.strip().splitlines()[-1])
+                r = child_result(out)
                 result[f"{mode}_{dtype}_{variant}_peak_mb"] = round(r["peak_extra_mb"], 1)
                 result[f"{mode}_{dtype}_{variant}_s"] = round(r["seconds"], 4)
     print(json.dumps(result))

@@ -54,7 +54,7 @@ def examples(n: int, lo: int, hi: int, seed: int = 0) -> list[tuple[list[int], i
 def main(a) -> dict:
     from rlhf.actors.deepspeed_rank import OptimSettings
     from rlhf.actors.policy_trainer import PolicyTrainer
-    from rlhf.models import fused_output_head
+    from rlhf.scoring import fused_output_head
     from rlhf.data.examples import sft_micro_batches
 
     path = build(a.size)

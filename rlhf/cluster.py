@@ -24,7 +24,7 @@ def init_ray(address: str | None, num_cpus: int | None, needed_cpus: float) -> N
         log.info("connected to Ray at %s", address)
     else:
         # Workers import this package; ship the driver's PYTHONPATH so a source checkout works too,
-        # and the kernel choices (rlhf.models) so every role runs the ones the driver was given.
+        # and the kernel choices (rlhf.models, rlhf.scoring) so every role runs the ones the driver was given.
         env = {k: os.environ[k] for k in ("PYTHONPATH", "RLHF_CACHE", "RLHF_ATTENTION", "RLHF_LOGPROBS")
                if k in os.environ}
         runtime_env = {"env_vars": env} if env else None

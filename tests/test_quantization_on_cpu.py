@@ -12,7 +12,8 @@ bnb = pytest.importorskip("bitsandbytes")
 from rlhf.actors.deepspeed_rank import OptimSettings  # noqa: E402
 from rlhf.config import ConfigError, SFTConfig, load_config  # noqa: E402
 from rlhf.data.sequences import encode, pad_batch  # noqa: E402
-from rlhf.models import load_causal_lm, load_tokenizer, sequence_logps, tiny_model_path  # noqa: E402
+from rlhf.models import load_causal_lm, load_tokenizer, tiny_model_path  # noqa: E402
+from rlhf.scoring import sequence_logps  # noqa: E402
 from rlhf.recipes.sft import sft_defaults  # noqa: E402
 from rlhf.startup.roles import create_trainers  # noqa: E402
 

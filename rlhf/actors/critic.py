@@ -8,7 +8,8 @@ import torch
 from rlhf.actors.deepspeed_rank import DeepSpeedRank
 from rlhf.algorithms import value_loss
 from rlhf.metrics import combine_shards, mean_dicts
-from rlhf.models import load_value_model, packed_token_values
+from rlhf.models import load_value_model
+from rlhf.scoring import packed_token_values
 
 
 class Critic(DeepSpeedRank):

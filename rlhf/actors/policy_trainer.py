@@ -12,8 +12,8 @@ from rlhf.actors.deepspeed_rank import DeepSpeedRank
 from rlhf.algorithms import PolicyLossSettings, rl_objective
 from rlhf.algorithms.preference import kto_loss, pair_loss
 from rlhf.metrics import combine_shards, mean_dicts
-from rlhf.models import (apply_lora, attention_backend, load_causal_lm, loss_token_logprobs, packed_response_logprobs,
-                         sequence_lengths, sequence_logps)
+from rlhf.models import apply_lora, attention_backend, load_causal_lm
+from rlhf.scoring import loss_token_logprobs, packed_response_logprobs, sequence_lengths, sequence_logps
 from rlhf.packing import gather_rows, rl_micro_batches
 from rlhf.quantization import load_quantized
 from rlhf.sync.endpoints import WeightSender

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from rlhf.actors.runtime import setup_process
-from rlhf.models import load_causal_lm, packed_response_logprobs, resolve_dtype, sequence_logps
+from rlhf.models import load_causal_lm, resolve_dtype
+from rlhf.scoring import packed_response_logprobs, sequence_logps
 from rlhf.packing import gather_rows, rl_micro_batches
 
 

@@ -10,8 +10,8 @@ from rlhf.actors.runtime import setup_process
 from rlhf.actors.deepspeed_rank import DeepSpeedRank
 from rlhf.algorithms import bradley_terry_loss
 from rlhf.data.sequences import model_inputs, pad_batch
-from rlhf.models import (end_positions, load_tokenizer, load_value_model, resolve_dtype, token_values,
-                         uses_flash_attention)
+from rlhf.models import load_tokenizer, load_value_model, resolve_dtype, uses_flash_attention
+from rlhf.scoring import end_positions, token_values
 
 
 def sequence_rewards(model, batch: dict, device: str) -> torch.Tensor:

@@ -8,7 +8,8 @@ import torch
 
 from rlhf.batch import Completion
 from rlhf.engines.interface import SamplingSettings
-from rlhf.models import load_causal_lm, resolve_dtype, response_logprobs
+from rlhf.models import load_causal_lm, resolve_dtype
+from rlhf.scoring import response_logprobs
 from rlhf.sync import broadcast, ipc
 from rlhf.sync.collective import device_uuid
 

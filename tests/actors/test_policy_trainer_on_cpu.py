@@ -8,7 +8,8 @@ from rlhf.actors.deepspeed_rank import OptimSettings
 from rlhf.algorithms.objective import PolicyLossSettings
 from rlhf.batch import Completion, collate, update_shards
 from rlhf.config import RLConfig
-from rlhf.models import fused_output_head, tiny_model_path
+from rlhf.models import tiny_model_path
+from rlhf.scoring import fused_output_head
 from rlhf.packing import balance_ranks, pack_bins, rl_row_lengths
 from rlhf.metrics import combine_shards
 from rlhf.startup.roles import create_trainers

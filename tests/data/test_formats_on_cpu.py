@@ -14,7 +14,8 @@ from rlhf.data.files import DataError, read_rows
 from rlhf.data.formats import parse_hh, preference_example, sft_example
 from rlhf.data.sequences import encode, model_inputs, pack_batch, pad_batch
 from rlhf.data.tokenizer import build_byte_tokenizer
-from rlhf.models import end_positions, load_causal_lm, sequence_logps, tiny_model_path
+from rlhf.models import load_causal_lm, tiny_model_path
+from rlhf.scoring import end_positions, sequence_logps
 
 TOK = build_byte_tokenizer()
 

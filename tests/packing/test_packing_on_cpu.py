@@ -8,9 +8,9 @@ from rlhf.algorithms import token_logprobs
 from rlhf.batch import Completion, collate
 from rlhf.config import RLConfig
 from rlhf.data.sequences import model_inputs, pack_batch, pad_batch
-from rlhf.models import (load_causal_lm, load_value_model, loss_token_logprobs, packed_response_logprobs,
-                         packed_token_values, position_ids_from_mask, response_logprobs, sequence_logps,
-                         tiny_model_path, token_values)
+from rlhf.models import load_causal_lm, load_value_model, tiny_model_path
+from rlhf.scoring import (loss_token_logprobs, packed_response_logprobs, packed_token_values, position_ids_from_mask,
+                          response_logprobs, sequence_logps, token_values)
 from rlhf.packing import EMPTY, balance_ranks, gather_rows, pack_bins, plan_micro_batches, rl_micro_batches
 
 
