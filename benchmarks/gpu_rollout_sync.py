@@ -93,11 +93,12 @@ def ours(a) -> dict:
     return {"mode": "ours", "size": a.size, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
 
 
-def _raw_generate(gen, prompt_ids: list, max_tokens: int) -> int:
-    """In the generator actor: plain `LLM.generate` on its engine; the number of generated tokens."""
+def _raw_generate(gen, prompt_ids: list, max_tokens: int, seed=0) -> int:
+    """In the generator actor: plain `LLM.generate` on its engine; the number of generated tokens.
+    A seed gives every request a random generator of its own; None samples from the engine's."""
     from vllm import SamplingParams, TokensPrompt
 
-    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, ignore_eos=True, logprobs=0, seed=0,
+    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, ignore_eos=True, logprobs=0, seed=seed,
                             detokenize=False)
     outs = gen.engine.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
     return sum(len(c.token_ids) for o in outs for c in o.outputs)
@@ -126,6 +127,30 @@ def compare(a) -> dict:
     return {"mode": "compare", "size": a.size, "tokens_per_call": tokens, "raw_tokens_per_s": runs["raw"],
             "ours_tokens_per_s": runs["ours"], "ratios": ratios, "ratio_median": statistics.median(ratios),
             "ratio_min": min(ratios), "ratio_max": max(ratios)}
+
+
+def seeds(a) -> dict:
+    """Raw `LLM.generate` with a seed per request (vLLM then samples each request from its own
+    generator) against no seed (one batched draw), interleaved, on one engine."""
+    import ray
+
+    from rlhf.actors.generator import Generator, SamplingSettings
+
+    ray.init(num_gpus=1, include_dashboard=False)
+    gen = ray.remote(num_gpus=1)(Generator).remote(
+        model_path=build(a.size), backend="vllm", dtype="bfloat16", vllm=dict(gpu_memory_utilization=0.5))
+    ps = prompts(a.prompts, a.prompt_len)
+    ray.get(gen.generate.remote(ps[:8], SamplingSettings(n=1, max_new_tokens=a.response_len, ignore_eos=True)))
+    runs: dict = {"seeded": [], "unseeded": []}
+    for _ in range(a.repeats):
+        for mode, seed in (("seeded", 0), ("unseeded", None)):
+            t0 = time.perf_counter()
+            tokens = ray.get(gen.__ray_call__.remote(_raw_generate, ps, a.response_len, seed))
+            runs[mode].append(tokens / (time.perf_counter() - t0))
+    ratios = [u / s for u, s in zip(runs["unseeded"], runs["seeded"])]
+    return {"mode": "seeds", "size": a.size, "prompts": a.prompts, "tokens_per_call": tokens,
+            "seeded_tokens_per_s": runs["seeded"], "unseeded_tokens_per_s": runs["unseeded"],
+            "unseeded_over_seeded": ratios, "ratio_median": statistics.median(ratios)}
 
 
 def copy_bandwidth(nbytes: int) -> dict:
@@ -172,18 +197,33 @@ def sync(a) -> dict:
     nbytes = stats[-1].num_bytes
     seq = {"input_ids_BT": torch.tensor([prompts(1, 64)[0]]), "attention_mask_BT": torch.ones(1, 64, dtype=torch.long),
            "response_mask_BR": torch.ones(1, 32)}
+    before = ray.get(gens.actors[0].logprobs.remote(seq, 1.0))
+    # new weights in the same memory (as an update leaves them), then one more sync: the engine
+    # must score with them, whichever way it loaded (a replay of recorded copies included)
+    def scale_matrices(self):  # ZeRO-3: each rank scales its shard
+        for p in self.engine.module.parameters():
+            if len(getattr(p, "ds_shape", p.shape)) > 1:
+                getattr(p, "ds_tensor", p).data.mul_(1.05)
+
+    trainers.each(lambda t: t.__ray_call__.remote(scale_matrices))
+    last = transport.sync(trainers, gens, 7)
     engine, trainer = ray.get([gens.actors[0].logprobs.remote(seq, 1.0), trainers.actors[0].logprobs.remote(seq, 1.0)])
-    return {"mode": "sync", "size": a.size, "transport": type(transport).__name__, "bucket_mb": a.bucket_mb,
+    return {"mode": "sync", "size": a.size, "zero_stage": a.zero_stage, "transport": type(transport).__name__,
+            "ipc_mode": ray.get(trainers.actors[0].__ray_call__.remote(
+                lambda self: getattr(getattr(self, "_ipc_sender", None), "mode", None))),
+            "bucket_mb": a.bucket_mb,
             "bytes": nbytes, "seconds_median": statistics.median(seconds), "seconds_min": seconds[0],
             "seconds_first": stats[0].seconds, "effective_GBps": nbytes / statistics.median(seconds) / 1e9,
+            "replayed_last": last.phases.get("replayed"),
             "logprob_max_abs_diff": float((engine - trainer).abs().max()),
+            "logprob_mean_moved": float((engine - before).abs().mean()),
             "phases_median_s": {k: statistics.median(st.phases[k] for st in stats[1:]) for k in stats[-1].phases}
             } | copy_bandwidth(nbytes)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["raw", "ours", "compare", "sync"])
+    p.add_argument("mode", choices=["raw", "ours", "compare", "seeds", "sync"])
     p.add_argument("--repeats", type=int, default=3, help="compare: interleaved pairs of calls")
     p.add_argument("--size", choices=list(SIZES), default="0.5b")
     p.add_argument("--prompts", type=int, default=512)
@@ -193,6 +233,6 @@ if __name__ == "__main__":
     p.add_argument("--bucket-mb", type=float, default=512.0, help="sync: generator.sync_bucket_mb")
     p.add_argument("--zero-stage", type=int, default=2, help="sync: the trainer's ZeRO stage")
     args = p.parse_args()
-    result = {"raw": raw, "ours": ours, "compare": compare, "sync": sync}[args.mode](args)
+    result = {"raw": raw, "ours": ours, "compare": compare, "seeds": seeds, "sync": sync}[args.mode](args)
     result |= {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result), flush=True)

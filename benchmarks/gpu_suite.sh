@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of benchmarks/README.md, one part per call (each fits a 10-minute call on
 # one H100). Results: JSON lines and logs under $OUT (default benchmarks/results).
-#   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|logprobs|rollout|sync|sleep|offload|grpo|offpolicy|qlora
+#   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|profile|logprobs|rollout|seeds|sync|sleep|offload|grpo|offpolicy|qlora
 # MFU_SIZES="1.5b" limits the mfu part to some sizes; RUN_TIMEOUT (seconds, default 900) stops any one run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +22,15 @@ rollout)  # our generator / raw LLM.generate on one engine, 3 interleaved pairs 
   for size in 1.5b 0.5b; do
     py benchmarks/gpu_rollout_sync.py compare --size $size --repeats 3 2>>"$OUT/rollout.log" | tail -1 | tee -a "$OUT/rollout.jsonl"
   done ;;
-sync)  # colocated CUDA IPC, 1.5B, one bucket: median of 5 syncs and its phases
-  py benchmarks/gpu_rollout_sync.py sync --size 1.5b --bucket-mb 4096 2>>"$OUT/sync.log" | tail -1 | tee -a "$OUT/sync.jsonl" ;;
+seeds)  # 0.5B, 256 requests x 256 tokens (a GRPO batch): a random generator per request vs none
+  py benchmarks/gpu_rollout_sync.py seeds --size 0.5b --prompts 256 --prompt-len 48 --repeats 3 2>>"$OUT/rollout.log" \
+    | tail -1 | tee -a "$OUT/rollout.jsonl" ;;
+sync)  # colocated CUDA IPC, 1.5B: median of 5 syncs and its phases. ZeRO-2: the engine reads the
+  # trainer's parameters themselves (direct); ZeRO-3: gathered into one 4 GiB bucket buffer
+  for z in 2 3; do
+    py benchmarks/gpu_rollout_sync.py sync --size 1.5b --zero-stage $z --bucket-mb 4096 2>>"$OUT/sync.log" \
+      | tail -1 | tee -a "$OUT/sync.jsonl"
+  done ;;
 mfu)  # the packed trainer next to a plain HF loop, same session (default attention). 1.5B runs at the
   # trainer's GPU default budget (8,192): at 16,384 its response logits and their gradient do not fit 80 GB
   # (the fused log-probs of mfu-kernels do).
@@ -35,13 +42,17 @@ mfu)  # the packed trainer next to a plain HF loop, same session (default attent
         | tail -1 | tee -a "$OUT/mfu.jsonl"
     done
   done ;;
-mfu-kernels)  # 1.5B, ZeRO-2: FlexAttention instead of the varlen kernel; the fused log-probs (no logits)
-  RLHF_ATTENTION=flex_attention py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
+mfu-kernels)  # 1.5B, ZeRO-2: Liger's RMSNorm/SwiGLU/RoPE kernels (needs liger-kernel), alone and with the
+  # fused log-probs at the budget only they fit; FlexAttention instead of the varlen kernel
+  RLHF_KERNELS=liger py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
     2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
-  for budget in 8192 16384; do
-    RLHF_LOGPROBS=fused py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens $budget \
-      2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
-  done ;;
+  RLHF_KERNELS=liger RLHF_LOGPROBS=fused py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 16384 \
+    2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+  RLHF_ATTENTION=flex_attention py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
+    2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
+profile)  # where the 1.5B ZeRO-2 step's GPU time goes: the top kernels, to profile.log
+  py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 --steps 1 --profile true \
+    2>"$OUT/profile.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
 logprobs)  # the output layer's logits + token_logprobs vs the fused path, 1.5B's width, bf16
   py benchmarks/output_layer_logprobs.py --device cuda --positions 12288 --hidden 1536 --dtypes bfloat16 \
     2>>"$OUT/logprobs.log" | tail -1 | tee -a "$OUT/logprobs.jsonl" ;;

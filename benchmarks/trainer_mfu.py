@@ -9,10 +9,13 @@ Qwen2.5-sized model (random weights), bf16, one GPU.
 The batch is examples of random lengths (uniform in [--min-len, --max-len], 1/4 prompt and
 3/4 response, as in SFT/RL updates): packed end to end into token-budget micro-batches of
 --max-tokens (`rlhf.packing`, the trainers' layout), or padded --micro-batch rows per forward.
-Tokens/s counts real tokens only. FLOPs per token: 6 N (forward and
-backward through the N parameters, the tied output projection counted once) plus
-attention 6 L d s (causal: half of 12 L d s), where s is
-the mean example length (Kaplan et al. 2020; Chowdhery et al. 2022, appendix B).
+Tokens/s counts real tokens only. FLOPs: 6 N per token (forward and backward through the N
+parameters) plus attention 6 L d s (causal: half of 12 L d s), where s is the mean example
+length (Kaplan et al. 2020; Chowdhery et al. 2022, appendix B); the output projection (V x d,
+the tied embedding counted once) only at the positions the loss reads, since the trainer
+computes it nowhere else.
+
+    python benchmarks/trainer_mfu.py --size 1.5b --profile true   # + the top GPU kernels, to stderr
 """
 
 from __future__ import annotations
@@ -51,6 +54,22 @@ def examples(n: int, lo: int, hi: int, seed: int = 0) -> list[tuple[list[int], i
     return [(torch.randint(300, 150000, (L,), generator=g).tolist(), L // 4) for L in lengths]
 
 
+def profile_step(step) -> None:
+    """One step under the PyTorch profiler: the 25 GPU ops that took longest, and how much of
+    the step the GPU was busy, printed to stderr."""
+    from torch.profiler import ProfilerActivity, profile
+
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step()
+        sync()
+    wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    print(events.table(sort_by="self_device_time_total", row_limit=25), file=sys.stderr)
+    busy = sum(e.self_device_time_total for e in events) / 1e6
+    print(f"profiled step: {wall:.3f} s wall (profiler on), GPU busy {busy:.3f} s", file=sys.stderr, flush=True)
+
+
 def main(a) -> dict:
     from rlhf.actors.deepspeed_rank import OptimSettings
     from rlhf.actors.policy_trainer import PolicyTrainer
@@ -69,6 +88,8 @@ def main(a) -> dict:
     tokens = sum(len(ids) for ids, _ in exs)
     trainer.train_sft(batch, loss_tokens)  # warm-up (kernels, allocator, optimizer state)
     sync()
+    if a.profile:
+        profile_step(lambda: trainer.train_sft(batch, loss_tokens))
     t0 = time.perf_counter()
     for _ in range(a.steps):
         trainer.train_sft(batch, loss_tokens)
@@ -78,13 +99,17 @@ def main(a) -> dict:
     # tied: the embedding counts once, as the output matmul; ZeRO-3 shards report their full size in ds_numel
     n_params = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
     mean_len = tokens / len(exs)
-    flops_per_token = 6 * n_params + 6 * cfg.num_hidden_layers * cfg.hidden_size * mean_len
+    head = cfg.vocab_size * cfg.hidden_size
+    step_flops = (6 * (n_params - head) * tokens + 6 * head * loss_tokens
+                  + 6 * cfg.num_hidden_layers * cfg.hidden_size * mean_len * tokens)
+    flops_per_token = step_flops / tokens
     tps = tokens / seconds
     return {"size": a.size, "zero_stage": a.zero_stage, "packing": a.packing, "attention": cfg._attn_implementation,
             "logprobs": "fused" if fused_output_head(trainer.engine) else "logits",
             "gradient_checkpointing": a.gradient_checkpointing, "examples": len(exs), "forwards": len(batch),
             "max_tokens": a.max_tokens if a.packing else None, "micro_batch": None if a.packing else a.micro_batch,
-            "tokens_per_step": tokens, "padded_tokens_per_step": sum(int(mb["input_ids_BT"].numel()) for mb in batch),
+            "kernels": os.environ.get("RLHF_KERNELS", "none"), "tokens_per_step": tokens, "loss_tokens": loss_tokens,
+            "padded_tokens_per_step": sum(int(mb["input_ids_BT"].numel()) for mb in batch),
             "step_seconds": seconds, "tokens_per_s": tps, "model_tflops": tps * flops_per_token / 1e12,
             "mfu": tps * flops_per_token / 1e12 / peak_tflops() if peak_tflops() else None, "params": n_params,
             "peak_memory_GiB": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None}
@@ -102,6 +127,7 @@ if __name__ == "__main__":
     p.add_argument("--micro-batch", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=16384)
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--profile", type=lambda s: s == "true", default=False)
     args = p.parse_args()
     result = main(args) | {"device": device_name(), "date": time.strftime("%Y-%m-%d"),
                            "peak_bf16_tflops": peak_tflops()}

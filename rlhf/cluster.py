@@ -25,8 +25,8 @@ def init_ray(address: str | None, num_cpus: int | None, needed_cpus: float) -> N
     else:
         # Workers import this package; ship the driver's PYTHONPATH so a source checkout works too,
         # and the kernel choices (rlhf.models, rlhf.scoring) so every role runs the ones the driver was given.
-        env = {k: os.environ[k] for k in ("PYTHONPATH", "RLHF_CACHE", "RLHF_ATTENTION", "RLHF_LOGPROBS")
-               if k in os.environ}
+        shipped = ("PYTHONPATH", "RLHF_CACHE", "RLHF_ATTENTION", "RLHF_LOGPROBS", "RLHF_KERNELS")
+        env = {k: os.environ[k] for k in shipped if k in os.environ}
         runtime_env = {"env_vars": env} if env else None
         cpus = num_cpus or max(int(needed_cpus + 0.999), os.cpu_count() or 1)
         ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env)

@@ -112,7 +112,31 @@ def load_causal_lm(path: str, dtype: torch.dtype, device: str = "cpu"):
 
     check_model_path(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention_backend(device))
-    return model.to(device)
+    return apply_kernels(model.to(device), device)
+
+
+KERNELS = ("none", "liger")
+
+
+def apply_kernels(model, device: str):
+    """`RLHF_KERNELS=liger` (GPU, `pip install 'rlhf[liger]'`): Liger's Triton kernels for the
+    model's RMSNorm, SwiGLU MLP and rotary embedding, patched into the loaded instance (the
+    output layer and loss stay ours, see `rlhf.scoring`). Default `none`: transformers' modules."""
+    choice = os.environ.get("RLHF_KERNELS", "none")
+    if choice not in KERNELS:
+        raise ValueError(f"RLHF_KERNELS={choice!r}: expected one of {', '.join(KERNELS)}")
+    if choice == "none":
+        return model
+    if device == "cpu":
+        raise ValueError("RLHF_KERNELS=liger needs a CUDA device (Triton kernels); unset it for CPU runs")
+    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN, _apply_liger_kernel_to_instance
+
+    model_type = model.config.model_type
+    if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
+        raise ValueError(f"RLHF_KERNELS=liger: Liger has no kernels for model type {model_type!r}")
+    _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False)
+    return model
 
 
 def lora_settings(model_cfg) -> dict | None:
@@ -179,4 +203,4 @@ def load_value_model(path: str, dtype: torch.dtype, device: str = "cpu"):
                                                                attn_implementation=attn)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = load_tokenizer(path).pad_token_id
-    return model.to(device)
+    return apply_kernels(model.to(device), device)

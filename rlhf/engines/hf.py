@@ -86,7 +86,10 @@ class HFEngine:
     def receive_weights(self) -> None:
         self.receiver.receive(self.device, lambda tensors: self.load_weights(tensors, partial=True))
 
-    def load_ipc_bucket(self, handles: dict, bucket: list, reset_cache: bool = True) -> dict:
+    def load_ipc_bucket(self, key: str, source, reset_cache: bool = True) -> dict:
+        views = ipc.open_source(key, source)
+        if views is None:
+            return {"unopened": 1.0}
         t0 = time.perf_counter()
-        self.load_weights(ipc.open_bucket(handles, bucket), partial=True)  # no cache to reset
+        self.load_weights(views, partial=True)  # no cache to reset
         return {"model_load_s": time.perf_counter() - t0}

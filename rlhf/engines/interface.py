@@ -52,6 +52,8 @@ class Engine(Protocol):
     def receive_weights(self) -> None:
         ...
 
-    def load_ipc_bucket(self, handles: dict, bucket: list, reset_cache: bool = True) -> dict:
-        """Load one bucket in place from a colocated trainer's shared buffer; reset cached state
-        (vLLM's prefix cache) if `reset_cache`. Returns seconds by part (`model_load_s`, ...)."""
+    def load_ipc_bucket(self, key: str, source, reset_cache: bool = True) -> dict:
+        """Load shared source `key` in place from a colocated trainer's memory (`source`, an
+        `rlhf.sync.ipc.SharedSource`, comes with the first load only); reset cached state (vLLM's
+        prefix cache) if `reset_cache`. Returns seconds by part (`model_load_s`, ...), or
+        {"unopened": 1} for a key this engine was never sent."""

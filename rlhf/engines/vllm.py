@@ -16,15 +16,17 @@ distribution it sampled from (after temperature), as the HF engine and the train
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 import torch
 
 from rlhf.batch import Completion
-from rlhf.sync import broadcast, ipc
+from rlhf.sync import broadcast, ipc, replay
 from rlhf.sync.collective import device_uuid
 
+logger = logging.getLogger(__name__)
 PROMPT_SEED_STRIDE = 100_003  # prompt i samples with seed + i * stride (generators differ by seed + rank)
 
 
@@ -80,11 +82,31 @@ def _device_uuid(worker) -> str:
     return device_uuid()
 
 
-def _load_ipc_bucket(worker, handles: dict, bucket: list) -> float:
-    """Seconds this worker took to load the bucket (the model's own `load_weights`)."""
+def _load_ipc_source(worker, key: str, source) -> tuple[float, float] | None:
+    """Loads shared source `key` in place: (seconds, 1.0 if by replaying its recorded copies
+    else 0.0), or None if this worker was never sent it. On GPU the first load goes through the
+    model's own `load_weights` and records its copies (`rlhf.sync.replay`); later loads of the
+    same memory replay them, skipping the name mapping and per-tensor weight loaders."""
+    from vllm.platforms import current_platform
+
+    views = ipc.open_source(key, source)
+    if views is None:
+        return None
     t0 = time.perf_counter()
-    _load_into_model(worker, list(ipc.open_bucket(handles, bucket).items()))
-    return time.perf_counter() - t0
+    loads = worker.__dict__.setdefault("rlhf_loads", {})
+    recorded = loads.get(key)
+    if recorded is not None and recorded.valid():
+        recorded.replay()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t0, 1.0
+    weights = list(views.items())
+    if current_platform.is_cpu():  # the reload repacks layers into new memory: nothing to replay
+        _load_into_model(worker, weights)
+        return time.perf_counter() - t0, 0.0
+    loads[key], why = replay.record(lambda: _load_into_model(worker, weights), list(views.values()), _model(worker))
+    if why:
+        logger.warning("weight sync: %s, so every sync loads through load_weights", why)
+    return time.perf_counter() - t0, 0.0
 
 
 class VLLMEngine:
@@ -142,13 +164,17 @@ class VLLMEngine:
     def device_uuids(self) -> list[str]:
         return self.llm.collective_rpc(_device_uuid)
 
-    def load_ipc_bucket(self, handles: dict, bucket: list, reset_cache: bool = True) -> dict:
+    def load_ipc_bucket(self, key: str, source, reset_cache: bool = True) -> dict:
         t0 = time.perf_counter()
-        model_load_s = max(self.llm.collective_rpc(_load_ipc_bucket, args=(handles, bucket)))
+        loaded = self.llm.collective_rpc(_load_ipc_source, args=(key, source))
         t1 = time.perf_counter()
-        if reset_cache:  # after a sync's last bucket: cached prefixes were computed by the old weights
+        if any(r is None for r in loaded):
+            return {"unopened": 1.0}
+        model_load_s = max(seconds for seconds, _ in loaded)
+        if reset_cache:  # after a sync's last source: cached prefixes were computed by the old weights
             self.llm.reset_prefix_cache()
-        return {"model_load_s": model_load_s, "rpc_s": t1 - t0 - model_load_s, "cache_reset_s": time.perf_counter() - t1}
+        return {"model_load_s": model_load_s, "rpc_s": t1 - t0 - model_load_s, "cache_reset_s": time.perf_counter() - t1,
+                "replayed": min(r for _, r in loaded)}
 
     @torch.no_grad()
     def logprobs(self, batch: dict, temperature: float) -> torch.Tensor:

@@ -38,12 +38,13 @@ class WeightSender:
         return broadcast.send_weights(self._weight_export(), plan, self._weight_group if self.rank == 0 else None)
 
     def share_weights_ipc(self, generators: list, plan: list, version: int) -> dict:
-        """CUDA IPC transport (colocated): bucket by bucket, every rank gathers into its shared
-        buffer; each generator worker loads it in place from the buffer on its own GPU."""
-        if getattr(self, "_ipc_buffers", None) is None:
-            self._ipc_buffers = ipc.SharedBuffers(plan, self.rank, self.world_size)
-        return ipc.share_weights(self._weight_export(), plan, generators, version, self.rank, self.world_size,
-                                 self._ipc_buffers)
+        """CUDA IPC transport (colocated): every rank shares its weights (its parameters
+        themselves, or bucket by bucket through a buffer); each generator worker loads them in
+        place from the memory on its own GPU."""
+        sender = getattr(self, "_ipc_sender", None)
+        if sender is None or (sender.mode == "direct" and sender.moved()):
+            sender = self._ipc_sender = ipc.IPCSender(self._weight_export(), plan, self.rank, self.world_size)
+        return sender.sync(generators, version)
 
 
 class WeightReceiver:
@@ -75,10 +76,11 @@ class WeightReceiver:
         """The GPUs the engine's workers run on (empty on CPU)."""
         return self.engine.device_uuids()
 
-    def load_ipc_bucket(self, handles: dict, bucket: list, version: Optional[int]) -> dict:
-        """CUDA IPC transport: loads one bucket (`handles`: GPU uuid -> handle); the last
-        bucket of a sync carries its `version`. Returns the engine's seconds by part."""
-        seconds = self.engine.load_ipc_bucket(handles, bucket, reset_cache=version is not None)
-        if version is not None:
+    def load_ipc_bucket(self, key: str, source, version: Optional[int]) -> dict:
+        """CUDA IPC transport: loads shared source `key` (an `ipc.SharedSource`, sent the first
+        time only); the last source of a sync carries its `version`. Returns the engine's seconds
+        by part, or {"unopened": 1} if this generator never got the source (it restarted)."""
+        seconds = self.engine.load_ipc_bucket(key, source, reset_cache=version is not None)
+        if version is not None and not seconds.get("unopened"):
             self.weights_version = version
         return seconds

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from rlhf.quantization import dequantized, full_shape_dtype
+from rlhf.quantization import dequantized, full_shape_dtype, is_quantized
 from rlhf.sync.buckets import TensorMeta, plan_buckets
 
 PEFT_PREFIX = "base_model.model."
@@ -69,6 +69,17 @@ class WeightExport:
         for hf, src in self.sources.items():
             out.append(TensorMeta(hf, *full_shape_dtype(self.params[src[0]])))
         return out
+
+    def plain_tensors(self) -> Optional[dict[str, torch.Tensor]]:
+        """Every weight by its Hugging Face name as the parameter itself (no copy), where the
+        export is the parameters as they are: no ZeRO-3 gather, no LoRA merge, no 4-bit base.
+        None otherwise."""
+        if self.zero3 or any(len(src) > 1 for src in self.sources.values()):
+            return None
+        out = {hf: self.params[src[0]] for hf, src in self.sources.items()}
+        if any(is_quantized(p) for p in out.values()):
+            return None
+        return {hf: p.detach() for hf, p in out.items()}
 
     @contextlib.contextmanager
     def gathered(self, bucket: list[TensorMeta]) -> Iterator[dict[str, torch.Tensor]]:

@@ -38,9 +38,34 @@ def _train_once(cfg, path, world, stage, max_tokens, batch, agg, logprobs="logit
         per_rank, counts = update_shards(batch, world, 1, 1, max_tokens, pad_id=256)
         loss = PolicyLossSettings(agg_mode=agg, eps_low=0.2, eps_high=0.28)
         metrics = combine_shards(group.scatter(lambda t, s: t.train_rl.remote(s, counts, loss), per_rank))
+        if world > 1:
+            _assert_ranks_share_parameters_alike(group, stage)
         return metrics, group.each(lambda t: t.named_weights.remote())[0]
     finally:
         group.kill()
+
+
+def _assert_ranks_share_parameters_alike(group, stage: int) -> None:
+    """What the colocated IPC sync's `direct` mode relies on: after an update every ZeRO-2 rank
+    holds its parameters in a few flat storages, laid out alike on every rank, from which each
+    weight is rebuilt exactly; under ZeRO-3 (shards) there is nothing to share as it is."""
+    def parameter_layout(trainer):  # nested: pickled by value into the actors
+        from rlhf.sync import ipc
+
+        tensors = trainer._weight_export().plain_tensors()
+        if tensors is None:
+            return None
+        storages, views = ipc.layout(tensors)
+        rebuilt = all(torch.equal(storages[v.storage].as_strided(v.shape, v.stride, v.offset), tensors[v.name])
+                      for v in views)
+        return len(storages), views, rebuilt
+
+    layouts = group.each(lambda t: t.__ray_call__.remote(parameter_layout))
+    if stage == 3:
+        assert layouts == [None] * len(layouts)
+        return
+    (storages, views, rebuilt), *others = layouts
+    assert rebuilt and storages < len(views) and all(o == layouts[0] for o in others)
 
 
 @pytest.mark.parametrize("agg,stage,budget", [("token-mean", 2, 18), ("seq-mean-token-mean", 3, 13)])

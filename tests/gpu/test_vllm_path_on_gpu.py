@@ -45,7 +45,9 @@ def _roles(extra):
 
 @pytest.mark.parametrize("lora,quant", [(0, "none"), (8, "none"), (8, "nf4")])
 def test_engine_logprobs_match_trainer_after_a_step_and_sync(lora, quant):
-    """`quant=nf4`: QLoRA, the trainer's base in 4 bits; the engine gets it dequantised and merged."""
+    """Two steps, so the second sync replays what the first recorded (full fine-tuning: from the
+    trainer's parameters themselves; LoRA: from the bucket buffer). `quant=nf4`: QLoRA, the
+    trainer's base in 4 bits; the engine gets it dequantised and merged."""
     from rlhf.loops.rl import RLLoop
     from rlhf.sync import make_transport
 
@@ -58,10 +60,12 @@ def test_engine_logprobs_match_trainer_after_a_step_and_sync(lora, quant):
         transport = make_transport(cfg.generator, roles.trainers, roles.generators)
         assert type(transport).__name__ == "IPCTransport"  # trainer and generator share the GPU
         loop = RLLoop(cfg, roles, tok, train, evalset, transport)
+        first = loop.step()  # generate with vLLM, one DeepSpeed update, sync: the engine records its load
         batch, _, _ = loop.collect()
         before, trainer_before = ray.get([roles.generators.actors[0].logprobs.remote(batch, 1.0),
                                           roles.trainers.actors[0].logprobs.remote(batch, 1.0)])
-        metrics = loop.step()  # generate with vLLM, one DeepSpeed update, sync into the running engine
+        metrics = loop.step()  # the second sync replays the recorded copies from the same memory
+        assert first["sync/seconds"] > 0 and metrics["sync/replayed"] == 1
         engine = ray.get(roles.generators.actors[0].logprobs.remote(batch, 1.0))
         trainer = ray.get(roles.trainers.actors[0].logprobs.remote(batch, 1.0))
         mask = batch["response_mask_BR"] > 0
@@ -70,7 +74,8 @@ def test_engine_logprobs_match_trainer_after_a_step_and_sync(lora, quant):
         print(f"\nLoRA rank {lora}, quantization {quant}: engine vs trainer log-probs after sync (bf16): mean {diff.mean():.4f} max {diff.max():.4f}; "
               f"sampling log-probs vs trainer: mean {rollout_diff.mean():.4f}; sync {metrics['sync/seconds']:.3f} s")
         moved = (engine - before).abs()[mask].mean()
-        print(f"the update moved the engine's log-probs by {moved:.4f} on average")
+        print(f"the update moved the engine's log-probs by {moved:.4f} on average; "
+              f"sync mode {ray.get(roles.trainers.actors[0].__ray_call__.remote(lambda t: t._ipc_sender.mode))}")
         assert diff.mean() < 0.03 and rollout_diff.mean() < 0.03 and moved > 2 * diff.mean()
     finally:
         roles.kill()
