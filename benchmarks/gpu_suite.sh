@@ -31,7 +31,7 @@ sync)  # colocated CUDA IPC, 1.5B: median of 5 syncs and its phases. ZeRO-2: the
     py benchmarks/gpu_rollout_sync.py sync --size 1.5b --zero-stage $z --bucket-mb 4096 2>>"$OUT/sync.log" \
       | tail -1 | tee -a "$OUT/sync.jsonl"
   done ;;
-mfu)  # the packed trainer next to a plain HF loop, same session (default attention). 1.5B runs at the
+mfu)  # the packed trainer next to a plain HF loop, same session (default attention and kernels). 1.5B runs at the
   # trainer's GPU default budget (8,192): at 16,384 its response logits and their gradient do not fit 80 GB
   # (the fused log-probs of mfu-kernels do).
   for size in ${MFU_SIZES:-1.5b 0.5b}; do
@@ -42,9 +42,9 @@ mfu)  # the packed trainer next to a plain HF loop, same session (default attent
         | tail -1 | tee -a "$OUT/mfu.jsonl"
     done
   done ;;
-mfu-kernels)  # 1.5B, ZeRO-2: Liger's RMSNorm/SwiGLU/RoPE kernels (needs liger-kernel), alone and with the
-  # fused log-probs at the budget only they fit; FlexAttention instead of the varlen kernel
-  RLHF_KERNELS=liger py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
+mfu-kernels)  # 1.5B, ZeRO-2: without Liger's kernels (the mfu part uses them where liger-kernel is
+  # installed); with them and the fused log-probs at the budget only those fit; FlexAttention
+  RLHF_KERNELS=none py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
     2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
   RLHF_KERNELS=liger RLHF_LOGPROBS=fused py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 16384 \
     2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"

@@ -108,7 +108,7 @@ def main(a) -> dict:
             "logprobs": "fused" if fused_output_head(trainer.engine) else "logits",
             "gradient_checkpointing": a.gradient_checkpointing, "examples": len(exs), "forwards": len(batch),
             "max_tokens": a.max_tokens if a.packing else None, "micro_batch": None if a.packing else a.micro_batch,
-            "kernels": os.environ.get("RLHF_KERNELS", "none"), "tokens_per_step": tokens, "loss_tokens": loss_tokens,
+            "kernels": os.environ.get("RLHF_KERNELS", "auto"), "tokens_per_step": tokens, "loss_tokens": loss_tokens,
             "padded_tokens_per_step": sum(int(mb["input_ids_BT"].numel()) for mb in batch),
             "step_seconds": seconds, "tokens_per_s": tps, "model_tflops": tps * flops_per_token / 1e12,
             "mfu": tps * flops_per_token / 1e12 / peak_tflops() if peak_tflops() else None, "params": n_params,

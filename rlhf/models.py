@@ -115,25 +115,33 @@ def load_causal_lm(path: str, dtype: torch.dtype, device: str = "cpu"):
     return apply_kernels(model.to(device), device)
 
 
-KERNELS = ("none", "liger")
+KERNELS = ("auto", "none", "liger")
 
 
 def apply_kernels(model, device: str):
-    """`RLHF_KERNELS=liger` (GPU, `pip install 'rlhf[liger]'`): Liger's Triton kernels for the
-    model's RMSNorm, SwiGLU MLP and rotary embedding, patched into the loaded instance (the
-    output layer and loss stay ours, see `rlhf.scoring`). Default `none`: transformers' modules."""
-    choice = os.environ.get("RLHF_KERNELS", "none")
+    """Liger's Triton kernels for the model's RMSNorm, SwiGLU MLP and rotary embedding, patched
+    into the loaded instance (the output layer and loss stay ours, see `rlhf.scoring`): 1.18-1.26x
+    the trainer's throughput on an H100 (BENCHMARKS.md). `RLHF_KERNELS`: `auto` (default) uses
+    them on GPU where `liger-kernel` is installed (`pip install 'rlhf[liger]'`), `liger` insists,
+    `none` keeps transformers' modules."""
+    choice = os.environ.get("RLHF_KERNELS", "auto")
     if choice not in KERNELS:
         raise ValueError(f"RLHF_KERNELS={choice!r}: expected one of {', '.join(KERNELS)}")
-    if choice == "none":
-        return model
-    if device == "cpu":
+    if choice == "liger" and device == "cpu":
         raise ValueError("RLHF_KERNELS=liger needs a CUDA device (Triton kernels); unset it for CPU runs")
-    from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN, _apply_liger_kernel_to_instance
-
+    if choice == "none" or device == "cpu":
+        return model
+    try:
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN, _apply_liger_kernel_to_instance
+    except ImportError:
+        if choice == "liger":
+            raise ImportError("RLHF_KERNELS=liger: liger-kernel is not installed (pip install 'rlhf[liger]')")
+        return model
     model_type = model.config.model_type
     if model_type not in MODEL_TYPE_TO_APPLY_LIGER_FN:
-        raise ValueError(f"RLHF_KERNELS=liger: Liger has no kernels for model type {model_type!r}")
+        if choice == "liger":
+            raise ValueError(f"RLHF_KERNELS=liger: Liger has no kernels for model type {model_type!r}")
+        return model
     _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)
     return model

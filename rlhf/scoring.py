@@ -109,8 +109,9 @@ def loss_token_logprobs(model, batch: dict, device: str) -> tuple[torch.Tensor, 
     from rlhf.data.sequences import model_inputs
 
     inputs = model_inputs(batch, device, flash=uses_flash_attention(model))
-    mask_BT = batch["loss_mask_BT"][:, 1:].to(device)
-    keep_K = mask_BT.any(0).nonzero().flatten()
+    mask_BT = batch["loss_mask_BT"][:, 1:]
+    keep_K = mask_BT.any(0).nonzero().flatten().to(device)  # found on the host: no wait for the GPU
+    mask_BT = mask_BT.to(device)
     if keep_K.numel() == 0:  # an empty micro-batch still runs the whole graph (every rank's collectives)
         logits = model(**inputs, use_cache=False).logits
         return token_logprobs(logits[:, :-1], inputs["input_ids"][:, 1:]), mask_BT

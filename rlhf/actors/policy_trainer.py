@@ -80,18 +80,18 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
         micro-batches (packed or padded, see `rlhf.data.sequences`); `num_tokens` is the global
         count of loss tokens in the step's batch."""
         self.engine.train()
-        total = 0.0
+        losses = []  # read once at the end: a read per micro-batch would make the GPU wait for the host
 
         def loss_of(mb):
-            nonlocal total
             nll, _ = self._nll(mb)
             loss = nll / num_tokens
-            total += loss.item()
+            losses.append(loss.detach())
             return loss, None
 
         grad_norm, _ = self._accumulate(micro_batches, loss_of)
         self.version += 1
-        return {"sft/loss": total, "sft/grad_norm": grad_norm, "sft/skipped_steps": self._take_skips()}
+        return {"sft/loss": float(torch.stack(losses).sum()), "sft/grad_norm": grad_norm,
+                "sft/skipped_steps": self._take_skips()}
 
     @torch.no_grad()
     def sft_eval(self, batch: dict) -> tuple[float, int]:
@@ -102,7 +102,7 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
 
     def _nll(self, mb: dict) -> tuple[torch.Tensor, int]:
         lp, mask = loss_token_logprobs(self.engine, mb, self.device)
-        return -(lp * mask).sum(), int(mask.sum())
+        return -(lp * mask).sum(), int(mb["loss_mask_BT"][:, 1:].sum())  # counted on the host: no GPU wait
 
     def train_preference(self, micro_batches: list[dict], ref_logps: Optional[list[torch.Tensor]], num_pairs: int,
                          loss: dict) -> dict:

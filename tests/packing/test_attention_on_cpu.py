@@ -4,7 +4,7 @@
 import torch
 from transformers import AutoModelForCausalLM
 
-from rlhf.attention import _boundaries, register
+from rlhf.attention import _boundaries, _RowCache, register
 from rlhf.config import RLConfig
 from rlhf.models import tiny_model_path
 
@@ -13,6 +13,18 @@ def test_boundaries_of_a_packed_row():
     assert _boundaries(torch.tensor([[0, 1, 2, 0, 1, 0]])).tolist() == [0, 3, 5, 6]
     assert _boundaries(torch.tensor([[0, 1, 2, 3]])) is None  # one sequence: plain SDPA
     assert _boundaries(torch.tensor([[3, 4, 0, 1]])) is None  # not a packed row from its start
+
+
+def test_boundaries_are_found_once_per_row_tensor():
+    """Every layer of a forward gets the same position ids: their boundaries are found once."""
+    cache = _RowCache()
+    row = torch.tensor([[0, 1, 2, 0, 1]])
+    cu, longest = cache.get(row)
+    assert cu.tolist() == [0, 3, 5] and longest == 3
+    row[0, 3] = 3  # the same tensor: the first answer is reused, not recomputed
+    assert cache.get(row)[0].tolist() == [0, 3, 5]
+    other = torch.tensor([[0, 1, 0, 1, 2, 3]])  # a new row is recomputed
+    assert cache.get(other)[0].tolist() == [0, 2, 6] and cache.get(other)[1] == 4
 
 
 def test_varlen_backend_equals_sdpa_packed_padded_and_generating(tmp_path):
