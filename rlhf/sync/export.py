@@ -81,6 +81,11 @@ class WeightExport:
             return None
         return {hf: p.detach() for hf, p in out.items()}
 
+    def addresses(self) -> list[int]:
+        """Where each exported weight's (first) source parameter lives now: a change means a
+        parameter was re-allocated since."""
+        return [self.params[src[0]].data_ptr() for src in self.sources.values()]
+
     @contextlib.contextmanager
     def gathered(self, bucket: list[TensorMeta]) -> Iterator[dict[str, torch.Tensor]]:
         """`with export.gathered(bucket) as tensors:` the bucket's full tensors (on the

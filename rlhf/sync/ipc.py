@@ -143,8 +143,7 @@ class IPCSender:
         params = export.plain_tensors()
         self.direct, self._keep = share(params, world_size)
         if self.direct is not None:
-            self.mode, self._params = "direct", list(params.values())
-            self._addresses = [p.data_ptr() for p in self._params]
+            self.mode, self._addresses = "direct", export.addresses()
             return
         self.mode = "buffer"
         sizes: dict = {}
@@ -161,7 +160,7 @@ class IPCSender:
     def moved(self) -> bool:
         """Whether any rank's parameters moved since the direct source was shared (a checkpoint
         load may re-allocate them); collective, so every rank rebuilds together."""
-        changed = float(any(p.data_ptr() != a for p, a in zip(self._params, self._addresses)))
+        changed = float(self.export.addresses() != self._addresses)
         flag = torch.tensor([changed], device="cuda")
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())

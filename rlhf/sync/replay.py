@@ -7,12 +7,12 @@ same source view each time; only the values differ. A model's `load_weights` spe
 its time mapping names and calling a weight loader per tensor (vLLM: about 30 ms at 1.5B); the
 replay is the copies alone, batched into `torch._foreach_copy_` calls.
 
-A load is recorded only if the sources are read through views and plain copies into the
-model's parameters or buffers, and constant fills of them (vLLM zeroes padded vocabulary
-rows), and nothing else: no computed tensor (a concatenation, a cast
-through `.to`, a quantiser), no value read on the host (`.item()`), no write into a source or
-into a tensor the model does not own, and no parameter re-allocated (`param.data = ...`).
-Anything else and `record` returns None with the reason: the caller keeps calling the load.
+A load is recorded only if all it does with the sources is take views of them and copy those
+into the model's parameters or buffers (constant fills of those are replayed too: vLLM zeroes
+padded vocabulary rows). Refused: a tensor computed from a source (a concatenation, a cast
+through `.to`, a quantiser), a value read on the host (`.item()`), a write into a source or into
+a tensor the model does not own, a re-allocated parameter (`param.data = ...`). Then `record`
+returns None with the reason, and the caller keeps calling the load.
 """
 
 from __future__ import annotations

@@ -37,9 +37,12 @@ def _train_once(cfg, path, world, stage, max_tokens, batch, agg, logprobs="logit
         assert fused == [logprobs == "fused" and stage < 3] * world
         per_rank, counts = update_shards(batch, world, 1, 1, max_tokens, pad_id=256)
         loss = PolicyLossSettings(agg_mode=agg, eps_low=0.2, eps_high=0.28)
+        addresses = group.each(lambda t: t.__ray_call__.remote(lambda self: self._weight_export().addresses()))
         metrics = combine_shards(group.scatter(lambda t, s: t.train_rl.remote(s, counts, loss), per_rank))
         if world > 1:
             _assert_ranks_share_parameters_alike(group, stage)
+        if world > 1 and stage < 3:  # the update wrote the parameters in place: what an IPC engine maps
+            assert group.each(lambda t: t.__ray_call__.remote(lambda self: self._weight_export().addresses())) == addresses
         return metrics, group.each(lambda t: t.named_weights.remote())[0]
     finally:
         group.kill()
