@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU measurements of benchmarks/README.md, one part per call (each fits a 10-minute call on
 # one H100). Results: JSON lines and logs under $OUT (default benchmarks/results).
-#   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|profile|logprobs|rollout|seeds|sync|sleep|offload|grpo|offpolicy|qlora
-# MFU_SIZES="1.5b" limits the mfu part to some sizes; RUN_TIMEOUT (seconds, default 900) stops any one run.
+#   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|mfu-logprobs|profile|logprobs|rollout|seeds|sync|sleep|offload|grpo|offpolicy|qlora
+# MFU_SIZES="1.5b" / MFU_STAGES="2" limit the mfu part to some sizes / ZeRO stages; RUN_TIMEOUT (seconds,
+# default 900) stops any one run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
@@ -37,7 +38,7 @@ mfu)  # the packed trainer next to a plain HF loop, same session (default attent
   for size in ${MFU_SIZES:-1.5b 0.5b}; do
     budget=$([ "$size" = 0.5b ] && echo 16384 || echo 8192)
     py benchmarks/hf_baseline.py --size $size 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
-    for z in 2 3; do
+    for z in ${MFU_STAGES:-2 3}; do
       py benchmarks/trainer_mfu.py --size $size --zero-stage $z --max-tokens $budget 2>>"$OUT/mfu.log" \
         | tail -1 | tee -a "$OUT/mfu.jsonl"
     done
@@ -50,6 +51,11 @@ mfu-kernels)  # 1.5B, ZeRO-2: without Liger's kernels (the mfu part uses them wh
     2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
   RLHF_ATTENTION=flex_attention py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
     2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
+mfu-logprobs)  # 1.5B, ZeRO-2: the log-softmax of the logits block by block in PyTorch (the default before the
+  # Triton kernels), and the kernels (the default) at a budget of 12,288
+  RLHF_LOGPROBS=blocks py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
+    2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+  py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 12288 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
 profile)  # where the 1.5B ZeRO-2 step's GPU time goes: the top kernels, to profile.log
   py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 --steps 1 --profile true \
     2>"$OUT/profile.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;

@@ -4,7 +4,7 @@ Qwen2.5-sized model (random weights), bf16, one GPU.
     python benchmarks/trainer_mfu.py --size 0.5b --zero-stage 2 --max-tokens 16384   # one JSON line
     python benchmarks/trainer_mfu.py --size 0.5b --packing false --micro-batch 4     # padded rows
     RLHF_ATTENTION=flex_attention python benchmarks/trainer_mfu.py ...               # attention kernel
-    RLHF_LOGPROBS=fused python benchmarks/trainer_mfu.py ...                         # no response logits
+    RLHF_LOGPROBS=blocks|fused python benchmarks/trainer_mfu.py ...                  # log-probs path
 
 The batch is examples of random lengths (uniform in [--min-len, --max-len], 1/4 prompt and
 3/4 response, as in SFT/RL updates): packed end to end into token-budget micro-batches of
@@ -73,7 +73,8 @@ def profile_step(step) -> None:
 def main(a) -> dict:
     from rlhf.actors.deepspeed_rank import OptimSettings
     from rlhf.actors.policy_trainer import PolicyTrainer
-    from rlhf.scoring import fused_output_head
+    from rlhf.algorithms.logprobs import kernel_available
+    from rlhf.scoring import fused_output_head, logprobs_path
     from rlhf.data.examples import sft_micro_batches
 
     path = build(a.size)
@@ -105,7 +106,8 @@ def main(a) -> dict:
     flops_per_token = step_flops / tokens
     tps = tokens / seconds
     return {"size": a.size, "zero_stage": a.zero_stage, "packing": a.packing, "attention": cfg._attn_implementation,
-            "logprobs": "fused" if fused_output_head(trainer.engine) else "logits",
+            "logprobs": "fused" if fused_output_head(trainer.engine) else "kernel" if logprobs_path() == "logits"
+            and kernel_available(torch.empty(0, device=trainer.device)) else "blocks",
             "gradient_checkpointing": a.gradient_checkpointing, "examples": len(exs), "forwards": len(batch),
             "max_tokens": a.max_tokens if a.packing else None, "micro_batch": None if a.packing else a.micro_batch,
             "kernels": os.environ.get("RLHF_KERNELS", "auto"), "tokens_per_step": tokens, "loss_tokens": loss_tokens,

@@ -32,17 +32,28 @@ def response_logprobs(model, input_ids_BT, attention_mask_BT, response_len: int,
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "dim_model_base")
 
 
+LOGPROB_PATHS = ("logits", "blocks", "fused")
+
+
+def logprobs_path() -> str:
+    """`RLHF_LOGPROBS`: `logits` (default): the output layer's logits at the positions scored,
+    their log-softmax by the Triton kernels on GPU (`rlhf.algorithms.logprobs_kernel`) and block
+    by block elsewhere; `blocks`: the same logits, block by block on GPU too; `fused`: no logits
+    at all (`fused_output_head`). The default is the fastest where all were timed (BENCHMARKS.md)."""
+    choice = os.environ.get("RLHF_LOGPROBS", "logits")
+    if choice not in LOGPROB_PATHS:
+        raise ValueError(f"RLHF_LOGPROBS={choice!r}: expected one of {', '.join(LOGPROB_PATHS)}")
+    return choice
+
+
 def fused_output_head(model):
     """(decoder, output-layer weight) when log-probs can be taken straight from the final hidden
     states (`linear_token_logprobs`: no [positions x vocabulary] logits), else None, which means the
     logits path. That is the only path for an output layer that is not a bias-free Linear (LoRA- or
     quantisation-wrapped), for a model that caps or scales its logits, and for a weight partitioned
     across ranks (ZeRO-3 gathers it only inside the layer's own forward). The fused path is chosen
-    with `RLHF_LOGPROBS=fused`; the default, `logits`, is the faster one where both were timed
-    (benchmarks/README.md, "Output layer and log-probs")."""
-    choice = os.environ.get("RLHF_LOGPROBS", "logits")
-    if choice not in ("fused", "logits"):
-        raise ValueError(f"RLHF_LOGPROBS={choice!r}: expected 'fused' or 'logits'")
+    with `RLHF_LOGPROBS=fused` (`logprobs_path`)."""
+    choice = logprobs_path()
     inner = getattr(model, "module", model)  # a DeepSpeed engine's model
     head = inner.get_output_embeddings() if choice == "fused" else None
     if type(head) is not torch.nn.Linear or head.bias is not None or hasattr(head.weight, "ds_id"):
@@ -60,7 +71,8 @@ def kept_token_logprobs(model, inputs: dict, keep_K: torch.Tensor, labels_BK: to
     fused = fused_output_head(model)
     if fused is None:
         logits_BKV = model(**inputs, logits_to_keep=keep_K).logits
-        return token_logprobs(logits_BKV, labels_BK, temperature=temperature)
+        kernel = False if logprobs_path() == "blocks" else None
+        return token_logprobs(logits_BKV, labels_BK, temperature=temperature, kernel=kernel)
     decoder, weight_VH = fused
     hidden_BKH = decoder(**inputs).last_hidden_state[:, keep_K]
     B, K, H = hidden_BKH.shape

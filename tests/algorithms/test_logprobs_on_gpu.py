@@ -11,12 +11,13 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-4), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_cuda_logprobs_and_entropy_equal_naive(dtype, tol, temperature):
+@pytest.mark.parametrize("kernel", [False, True])  # blocks of 48 positions; the Triton kernels
+def test_cuda_logprobs_and_entropy_equal_naive(dtype, tol, temperature, kernel):
     g = torch.Generator(device="cuda").manual_seed(0)
     full = (torch.randn(2, 65, 152_064, device="cuda", generator=g) * 3).to(dtype).requires_grad_()
     labels = torch.randint(0, 152_064, (2, 64), device="cuda", generator=g)
     logits = full[:, :-1]  # strided, as a causal LM's caller passes it
-    lp = token_logprobs(logits, labels, temperature=temperature, chunk_size=48)
+    lp = token_logprobs(logits, labels, temperature=temperature, chunk_size=None if kernel else 48, kernel=kernel)
     naive = torch.log_softmax(logits.float() / temperature, -1).gather(-1, labels[..., None]).squeeze(-1)
     assert torch.allclose(lp, naive, atol=tol)
     (g1,) = torch.autograd.grad(lp.sum(), full)
@@ -40,7 +41,7 @@ def _peak_extra_mb(fn) -> float:
     return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
-def test_cuda_training_peak_memory_is_the_gradient_plus_one_block():
+def test_cuda_training_peak_memory_is_the_gradient_plus_one_block():  # or the kernels' gradient alone
     B, T, V = 4, 1024, 152_064
     logits = torch.randn(B, T, V, device="cuda", dtype=torch.bfloat16)
     labels = torch.randint(0, V, (B, T), device="cuda")
