@@ -32,11 +32,11 @@ sync)  # colocated CUDA IPC, 1.5B: median of 5 syncs and its phases. ZeRO-2: the
     py benchmarks/gpu_rollout_sync.py sync --size 1.5b --zero-stage $z --bucket-mb 4096 2>>"$OUT/sync.log" \
       | tail -1 | tee -a "$OUT/sync.jsonl"
   done ;;
-mfu)  # the packed trainer next to a plain HF loop, same session (default attention and kernels). 1.5B runs at the
-  # trainer's GPU default budget (8,192): at 16,384 its response logits and their gradient do not fit 80 GB
-  # (the fused log-probs of mfu-kernels do).
+mfu)  # the packed trainer next to a plain HF loop, same session (default attention and kernels), at the largest
+  # budgets that fit 80 GB (1.5B: 63.6 GiB at 16,384; 0.5B: 53.3 GiB at 32,768); the trainer's GPU default
+  # (8,192) leaves room for larger models, and is slower where the host is slow (BENCHMARKS.md, third round)
   for size in ${MFU_SIZES:-1.5b 0.5b}; do
-    budget=$([ "$size" = 0.5b ] && echo 16384 || echo 8192)
+    budget=$([ "$size" = 0.5b ] && echo 32768 || echo 16384)
     py benchmarks/hf_baseline.py --size $size 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
     for z in ${MFU_STAGES:-2 3}; do
       py benchmarks/trainer_mfu.py --size $size --zero-stage $z --max-tokens $budget 2>>"$OUT/mfu.log" \
@@ -44,18 +44,19 @@ mfu)  # the packed trainer next to a plain HF loop, same session (default attent
     done
   done ;;
 mfu-kernels)  # 1.5B, ZeRO-2: without Liger's kernels (the mfu part uses them where liger-kernel is
-  # installed); with them and the fused log-probs at the budget only those fit; FlexAttention
+  # installed; at 8,192 tokens, as without them 16,384 do not fit); the fused log-probs; FlexAttention
   RLHF_KERNELS=none py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
     2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
   RLHF_KERNELS=liger RLHF_LOGPROBS=fused py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 16384 \
     2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
-  RLHF_ATTENTION=flex_attention py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
+  RLHF_ATTENTION=flex_attention py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 16384 \
     2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
-mfu-logprobs)  # 1.5B, ZeRO-2: the log-softmax of the logits block by block in PyTorch (the default before the
-  # Triton kernels), and the kernels (the default) at a budget of 12,288
-  RLHF_LOGPROBS=blocks py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 \
-    2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
-  py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 12288 2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
+mfu-logprobs)  # 1.5B, ZeRO-2, 16,384 tokens: the log-softmax of the logits block by block in PyTorch (the
+  # default before the Triton kernels) against the kernels (the default), interleaved twice
+  for path in blocks logits blocks logits; do
+    RLHF_LOGPROBS=$path py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 16384 --steps 4 \
+      2>>"$OUT/mfu.log" | tail -1 | tee -a "$OUT/mfu.jsonl"
+  done ;;
 profile)  # where the 1.5B ZeRO-2 step's GPU time goes: the top kernels, to profile.log
   py benchmarks/trainer_mfu.py --size 1.5b --zero-stage 2 --max-tokens 8192 --steps 1 --profile true \
     2>"$OUT/profile.log" | tail -1 | tee -a "$OUT/mfu.jsonl" ;;
@@ -69,7 +70,7 @@ offload)  # ZeRO-Offload (optimizer states on the host) in the same colocated st
   py benchmarks/sleep_wake.py --size 1.5b --zero-stage 2 --offload true --gpu-memory-utilization 0.3 --max-tokens 8192 \
     2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
 grpo)  # each framework at its larger micro-batch too: ours by token budget, TRL by rows per forward
-  for run in "ours --max-tokens 16384" "trl --micro-batch 16" "trl --micro-batch 64"; do
+  for run in "ours --max-tokens 16384" "ours --max-tokens 32768" "trl --micro-batch 16" "trl --micro-batch 64"; do
     name=$(echo $run | tr -d ' -')
     py benchmarks/grpo_step.py $run --size 0.5b 2>"$OUT/grpo-$name.log" | tail -1 | tee -a "$OUT/grpo.jsonl"
   done ;;
