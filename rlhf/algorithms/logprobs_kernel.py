@@ -3,8 +3,8 @@
 The block-wise path of `rlhf.algorithms.logprobs` keeps memory flat but, being a sequence of
 PyTorch ops, moves each fp32 block through memory about ten times (copy, max, subtract, exp,
 sum; the same again in backward). These kernels read the bf16 logits once per pass instead:
-the forward pass keeps a running max and sum per row (online log-sum-exp) and saves one fp32
-number per position; the backward pass writes the gradient
+the forward pass keeps a running max and sum over each row (online log-sum-exp, per lane, reduced
+once at the end) and saves one fp32 number per position; the backward pass writes the gradient
     d log p(y) / d logits_v = (onehot(y)_v - softmax(z)_v) * grad / T
 straight into a tensor of the logits' dtype. Same results as the block-wise path to fp32
 rounding (tests/algorithms/test_logprobs_kernel_on_cpu.py, through Triton's interpreter).
