@@ -5,6 +5,7 @@ seconds next to the device's own copy bandwidth. Qwen2.5-sized models, random we
     python benchmarks/gpu_rollout_sync.py raw  --size 0.5b     # one JSON line each
     python benchmarks/gpu_rollout_sync.py ours --size 0.5b
     python benchmarks/gpu_rollout_sync.py compare --size 0.5b --repeats 3   # both, interleaved
+    python benchmarks/gpu_rollout_sync.py seeds|logprobs --size 0.5b --prompts 256   # raw, two settings interleaved
     python benchmarks/gpu_rollout_sync.py sync --size 1.5b
 
 Each mode runs in its own process (a vLLM engine does not give its GPU memory back reliably).
@@ -93,12 +94,13 @@ def ours(a) -> dict:
     return {"mode": "ours", "size": a.size, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds}
 
 
-def _raw_generate(gen, prompt_ids: list, max_tokens: int, seed=0) -> int:
+def _raw_generate(gen, prompt_ids: list, max_tokens: int, seed=0, logprobs=0) -> int:
     """In the generator actor: plain `LLM.generate` on its engine; the number of generated tokens.
-    A seed gives every request a random generator of its own; None samples from the engine's."""
+    A seed gives every request a random generator of its own; None samples from the engine's.
+    `logprobs` 0: the sampled token's log-prob with each token; None: no log-probs."""
     from vllm import SamplingParams, TokensPrompt
 
-    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, ignore_eos=True, logprobs=0, seed=seed,
+    params = SamplingParams(temperature=1.0, max_tokens=max_tokens, ignore_eos=True, logprobs=logprobs, seed=seed,
                             detokenize=False)
     outs = gen.engine.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
     return sum(len(c.token_ids) for o in outs for c in o.outputs)
@@ -129,9 +131,9 @@ def compare(a) -> dict:
             "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
-def seeds(a) -> dict:
-    """Raw `LLM.generate` with a seed per request (vLLM then samples each request from its own
-    generator) against no seed (one batched draw), interleaved, on one engine."""
+def _interleaved(a, variants: dict) -> dict:
+    """Raw `LLM.generate` in each of two settings (`_raw_generate` keyword arguments), alternated
+    `a.repeats` times on one engine after a warm-up; tokens/s per call, and second over first."""
     import ray
 
     from rlhf.actors.generator import Generator, SamplingSettings
@@ -141,16 +143,29 @@ def seeds(a) -> dict:
         model_path=build(a.size), backend="vllm", dtype="bfloat16", vllm=dict(gpu_memory_utilization=0.5))
     ps = prompts(a.prompts, a.prompt_len)
     ray.get(gen.generate.remote(ps[:8], SamplingSettings(n=1, max_new_tokens=a.response_len, ignore_eos=True)))
-    runs: dict = {"seeded": [], "unseeded": []}
+    runs: dict = {name: [] for name in variants}
     for _ in range(a.repeats):
-        for mode, seed in (("seeded", 0), ("unseeded", None)):
+        for name, kwargs in variants.items():
             t0 = time.perf_counter()
-            tokens = ray.get(gen.__ray_call__.remote(_raw_generate, ps, a.response_len, seed))
-            runs[mode].append(tokens / (time.perf_counter() - t0))
-    ratios = [u / s for u, s in zip(runs["unseeded"], runs["seeded"])]
-    return {"mode": "seeds", "size": a.size, "prompts": a.prompts, "tokens_per_call": tokens,
-            "seeded_tokens_per_s": runs["seeded"], "unseeded_tokens_per_s": runs["unseeded"],
-            "unseeded_over_seeded": ratios, "ratio_median": statistics.median(ratios)}
+            tokens = ray.get(gen.__ray_call__.remote(_raw_generate, ps, a.response_len, **kwargs))
+            runs[name].append(tokens / (time.perf_counter() - t0))
+    first, second = variants
+    ratios = [y / x for x, y in zip(runs[first], runs[second])]
+    return {"size": a.size, "prompts": a.prompts, "tokens_per_call": tokens,
+            **{f"{name}_tokens_per_s": v for name, v in runs.items()}, f"{second}_over_{first}": ratios,
+            "ratio_median": statistics.median(ratios)}
+
+
+def seeds(a) -> dict:
+    """A seed per request (vLLM then samples each request from its own generator) against no seed
+    (one batched draw)."""
+    return {"mode": "seeds"} | _interleaved(a, {"seeded": dict(seed=0), "unseeded": dict(seed=None)})
+
+
+def logprobs(a) -> dict:
+    """The sampled tokens' log-probs returned (what the truncated-IS correction needs) against none
+    (what the RL loop asks for without it)."""
+    return {"mode": "logprobs"} | _interleaved(a, {"with_logprobs": dict(logprobs=0), "without": dict(logprobs=None)})
 
 
 def copy_bandwidth(nbytes: int) -> dict:
@@ -223,7 +238,7 @@ def sync(a) -> dict:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["raw", "ours", "compare", "seeds", "sync"])
+    p.add_argument("mode", choices=["raw", "ours", "compare", "seeds", "logprobs", "sync"])
     p.add_argument("--repeats", type=int, default=3, help="compare: interleaved pairs of calls")
     p.add_argument("--size", choices=list(SIZES), default="0.5b")
     p.add_argument("--prompts", type=int, default=512)
@@ -233,6 +248,7 @@ if __name__ == "__main__":
     p.add_argument("--bucket-mb", type=float, default=512.0, help="sync: generator.sync_bucket_mb")
     p.add_argument("--zero-stage", type=int, default=2, help="sync: the trainer's ZeRO stage")
     args = p.parse_args()
-    result = {"raw": raw, "ours": ours, "compare": compare, "seeds": seeds, "sync": sync}[args.mode](args)
+    result = {"raw": raw, "ours": ours, "compare": compare, "seeds": seeds, "logprobs": logprobs,
+              "sync": sync}[args.mode](args)
     result |= {"device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(result), flush=True)

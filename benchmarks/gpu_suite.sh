@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU measurements of benchmarks/README.md, one part per call (each fits a 10-minute call on
 # one H100). Results: JSON lines and logs under $OUT (default benchmarks/results).
-#   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|mfu-logprobs|profile|logprobs|rollout|seeds|sync|sleep|offload|grpo|offpolicy|qlora
-# MFU_SIZES="1.5b" / MFU_STAGES="2" limit the mfu part to some sizes / ZeRO stages; RUN_TIMEOUT (seconds,
-# default 900) stops any one run.
+#   bash benchmarks/gpu_suite.sh PART [PART ...]     PART: tests|mfu|mfu-kernels|mfu-logprobs|profile|logprobs|rollout|seeds|rollout-logprobs|sync|sleep|offload|grpo|offpolicy|qlora
+# MFU_SIZES="1.5b" / MFU_STAGES="2" limit the mfu part to some sizes / ZeRO stages, GRPO_RUNS chooses the
+# grpo part's runs; RUN_TIMEOUT (seconds, default 900) stops any one run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
@@ -25,6 +25,10 @@ rollout)  # our generator / raw LLM.generate on one engine, 3 interleaved pairs 
   done ;;
 seeds)  # 0.5B, 256 requests x 256 tokens (a GRPO batch): a random generator per request vs none
   py benchmarks/gpu_rollout_sync.py seeds --size 0.5b --prompts 256 --prompt-len 48 --repeats 3 2>>"$OUT/rollout.log" \
+    | tail -1 | tee -a "$OUT/rollout.jsonl" ;;
+rollout-logprobs)  # 0.5B, a GRPO batch: the sampled tokens' log-probs returned (what the truncated-IS
+  # correction needs) vs none (what the RL loop asks for without it)
+  py benchmarks/gpu_rollout_sync.py logprobs --size 0.5b --prompts 256 --prompt-len 48 --repeats 3 2>>"$OUT/rollout.log" \
     | tail -1 | tee -a "$OUT/rollout.jsonl" ;;
 sync)  # colocated CUDA IPC, 1.5B: median of 5 syncs and its phases. ZeRO-2: the engine reads the
   # trainer's parameters themselves (direct); ZeRO-3: gathered into one 4 GiB bucket buffer
@@ -69,8 +73,10 @@ sleep)  # engine asleep during a full fine-tuning update that does not fit besid
 offload)  # ZeRO-Offload (optimizer states on the host) in the same colocated step
   py benchmarks/sleep_wake.py --size 1.5b --zero-stage 2 --offload true --gpu-memory-utilization 0.3 --max-tokens 8192 \
     2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
-grpo)  # each framework at its larger micro-batch too: ours by token budget, TRL by rows per forward
-  for run in "ours --max-tokens 16384" "ours --max-tokens 32768" "trl --micro-batch 16" "trl --micro-batch 64"; do
+grpo)  # each framework at its largest micro-batch that fits (GRPO_RUNS, ';'-separated, to choose): ours by
+  # token budget, TRL by rows per forward (16 was slower than 64 in every round; 128 is tried)
+  IFS=';' read -ra runs <<< "${GRPO_RUNS:-ours --max-tokens 32768;trl --micro-batch 64;trl --micro-batch 128}"
+  for run in "${runs[@]}"; do
     name=$(echo $run | tr -d ' -')
     py benchmarks/grpo_step.py $run --size 0.5b 2>"$OUT/grpo-$name.log" | tail -1 | tee -a "$OUT/grpo.jsonl"
   done ;;

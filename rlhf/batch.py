@@ -6,7 +6,8 @@ A batch is a plain dict of tensors (cheap to pickle through Ray), rows = sequenc
     attention_mask_BT    long  [B, P+R]  1 on real prompt and response tokens
     response_mask_BR     float [B, R]    1 on response tokens that enter the loss (0 on observation tokens
                                          of a multi-turn episode: only sampled tokens train)
-    rollout_logprobs_BR  float [B, R]    log-probs of the engine that sampled the response (0 where not sampled)
+    rollout_logprobs_BR  float [B, R]    log-probs of the engine that sampled the response (0 where not sampled;
+                                         only where asked for: the truncated-IS correction reads them)
     old_logprobs_BR      float [B, R]    log-probs of the policy before this update (optional)
     ref_logprobs_BR      float [B, R]    log-probs of the frozen reference (only with a KL term)
     advantages_BR        float [B, R]    per-token advantages
@@ -33,7 +34,7 @@ class Completion:
     sampled (`loss_mask` 1) and which the environment wrote (0)."""
 
     token_ids: list[int]
-    logprobs: list[float]
+    logprobs: Optional[list[float]]  # None: not asked for (`SamplingSettings.logprobs`)
     finished: bool  # ended with EOS / by the environment (False: cut at a token limit or max_turns)
     version: int = 0  # the policy version (optimizer steps) of the weights that sampled it
     loss_mask: Optional[list[int]] = None  # None: every token was sampled
@@ -41,7 +42,8 @@ class Completion:
 
 
 def collate(prompt_ids: list[list[int]], completions: list[Completion], pad_id: int) -> Batch:
-    """Pad prompts on the left and responses on the right into one batch (one row per completion)."""
+    """Pad prompts on the left and responses on the right into one batch (one row per completion);
+    `rollout_logprobs_BR` only when every completion carries its log-probs."""
     assert len(prompt_ids) == len(completions)
     P = max(len(p) for p in prompt_ids)
     R = max(1, max(len(c.token_ids) for c in completions))
@@ -49,6 +51,7 @@ def collate(prompt_ids: list[list[int]], completions: list[Completion], pad_id: 
     ids = torch.full((B, P + R), pad_id, dtype=torch.long)
     attn = torch.zeros((B, P + R), dtype=torch.long)
     resp_mask = torch.zeros((B, R))
+    with_logprobs = all(c.logprobs is not None for c in completions)
     rollout_lp = torch.zeros((B, R))
     for i, (p, c) in enumerate(zip(prompt_ids, completions)):
         ids[i, P - len(p):P] = torch.tensor(p)
@@ -58,9 +61,10 @@ def collate(prompt_ids: list[list[int]], completions: list[Completion], pad_id: 
             ids[i, P:P + n] = torch.tensor(c.token_ids)
             attn[i, P:P + n] = 1
             resp_mask[i, :n] = 1 if c.loss_mask is None else torch.tensor(c.loss_mask, dtype=torch.float32)
-            rollout_lp[i, :n] = torch.tensor(c.logprobs, dtype=torch.float32)
-    return {"input_ids_BT": ids, "attention_mask_BT": attn, "response_mask_BR": resp_mask,
-            "rollout_logprobs_BR": rollout_lp}
+            if with_logprobs:
+                rollout_lp[i, :n] = torch.tensor(c.logprobs, dtype=torch.float32)
+    batch = {"input_ids_BT": ids, "attention_mask_BT": attn, "response_mask_BR": resp_mask}
+    return batch | ({"rollout_logprobs_BR": rollout_lp} if with_logprobs else {})
 
 
 def num_rows(batch: Batch) -> int:

@@ -72,7 +72,8 @@ def kept_token_logprobs(model, inputs: dict, keep_K: torch.Tensor, labels_BK: to
     if fused is None:
         logits_BKV = model(**inputs, logits_to_keep=keep_K).logits
         kernel = False if logprobs_path() == "blocks" else None
-        return token_logprobs(logits_BKV, labels_BK, temperature=temperature, kernel=kernel)
+        # the logits exist for this call alone: their gradient may take their memory
+        return token_logprobs(logits_BKV, labels_BK, temperature=temperature, kernel=kernel, overwrite=True)
     decoder, weight_VH = fused
     hidden_BKH = decoder(**inputs).last_hidden_state[:, keep_K]
     B, K, H = hidden_BKH.shape

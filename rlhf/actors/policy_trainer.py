@@ -66,7 +66,8 @@ class PolicyTrainer(WeightSender, DeepSpeedRank):
         mask = mb["response_mask_BR"].to(self.device)
         lp = packed_response_logprobs(self.engine, mb, self.device, loss.temperature)
         old = mb["old_logprobs_BR"].to(self.device) if "old_logprobs_BR" in mb else lp.detach()
-        rollout = mb["rollout_logprobs_BR"].to(self.device) if loss.rollout_is is not None else None
+        rollout = mb.get("rollout_logprobs_BR") if loss.rollout_is is not None else None
+        rollout = rollout.to(self.device) if rollout is not None else None
         ref = mb["ref_logprobs_BR"].to(self.device) if loss.kl_coef > 0 else None
         value, metrics = rl_objective(lp, old, mb["advantages_BR"].to(self.device), mask, loss,
                                       num_tokens=count["num_tokens"], num_seqs=count["num_seqs"],

@@ -117,14 +117,17 @@ def kernel_available(logits: torch.Tensor) -> bool:
 
 
 def token_logprobs(logits_BTV: torch.Tensor, labels_BT: torch.Tensor, *, temperature: float = 1.0,
-                   chunk_size: int | None = None, kernel: bool | None = None) -> torch.Tensor:
+                   chunk_size: int | None = None, kernel: bool | None = None,
+                   overwrite: bool = False) -> torch.Tensor:
     """logprobs_BT (float32) of `labels_BT` under softmax(logits_BTV / temperature):
         log p(y_t) = z_t[y_t] / T - logsumexp(z_t / T),
     equal to `log_softmax(logits.float() / T).gather(labels)`, gradient included, without
     materialising it (see the module docstring). At most `chunk_size` positions are processed
     at once (None: 2**25 / V of them, a 128 MiB fp32 block). Labels < 0 (e.g. -100 padding)
     get log-prob 0 and no gradient. `kernel`: the Triton kernels instead of the blocks (None:
-    where `kernel_available`, unless a `chunk_size` is given); they need no scratch block at all."""
+    where `kernel_available`, unless a `chunk_size` is given); they need no scratch block at all.
+    `overwrite`: the kernels' backward pass writes the gradient over the logits (for a caller
+    that reads them no more, e.g. logits formed only for this call); the block path ignores it."""
     if logits_BTV.dim() != 3 or labels_BT.shape != logits_BTV.shape[:2]:
         raise ValueError(f"need logits [B, T, V] and labels [B, T], got {tuple(logits_BTV.shape)} and "
                          f"{tuple(labels_BT.shape)}")
@@ -135,7 +138,7 @@ def token_logprobs(logits_BTV: torch.Tensor, labels_BT: torch.Tensor, *, tempera
     if kernel:
         from rlhf.algorithms.logprobs_kernel import KernelTokenLogprobs
 
-        return KernelTokenLogprobs.apply(logits_BTV, labels_BT, float(temperature))
+        return KernelTokenLogprobs.apply(logits_BTV, labels_BT, float(temperature), overwrite)
     chunk = _positions_per_block(logits_BTV.shape[-1], chunk_size)
     return _TokenLogprobs.apply(logits_BTV, labels_BT, float(temperature), chunk)
 

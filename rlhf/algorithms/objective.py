@@ -40,7 +40,7 @@ def rl_objective(logprobs_BR, old_logprobs_BR, advantages_BR, response_mask_BR, 
     extra, is_metrics = {}, {}
     if settings.rollout_is is not None:  # pi_old / pi_rollout, truncated
         if rollout_logprobs_BR is None:
-            raise ValueError("settings.rollout_is needs rollout_logprobs_BR")
+            raise ValueError("settings.rollout_is needs rollout_logprobs_BR: sample with SamplingSettings(logprobs=True)")
         extra["is_weights_BR"], is_metrics = truncated_is_weights(
             old_logprobs_BR, rollout_logprobs_BR, response_mask_BR, **settings.rollout_is)
     value, metrics = get_policy_loss(settings.name)(

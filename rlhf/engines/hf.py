@@ -39,15 +39,18 @@ class HFEngine:
             temperature=None if greedy else s.temperature, top_p=None if greedy else s.top_p, top_k=None,
             max_new_tokens=s.max_new_tokens, min_new_tokens=s.max_new_tokens if s.ignore_eos else None,
             num_return_sequences=s.n, eos_token_id=self.eos_id,
-            pad_token_id=self.pad_id, output_scores=True, return_dict_in_generate=True,
+            pad_token_id=self.pad_id, output_scores=s.logprobs, return_dict_in_generate=True,
         )
+        rows = out.sequences[:, P:].tolist()
+        if not s.logprobs:
+            return [self._completion(row, None) for row in rows]
         # normalize_logits: log-softmax of the processed (temperature/top-p) logits = the sampling distribution
         logprobs = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
-        return [self._completion(row, lp) for row, lp in zip(out.sequences[:, P:].tolist(), logprobs.tolist())]
+        return [self._completion(row, lp) for row, lp in zip(rows, logprobs.tolist())]
 
-    def _completion(self, row: list[int], lp: list[float]) -> Completion:
+    def _completion(self, row: list[int], lp: list[float] | None) -> Completion:
         n = row.index(self.eos_id) + 1 if self.eos_id in row else len(row)
-        return Completion(row[:n], lp[:n], finished=n > 0 and row[n - 1] == self.eos_id)
+        return Completion(row[:n], lp[:n] if lp is not None else None, finished=n > 0 and row[n - 1] == self.eos_id)
 
     @torch.no_grad()
     def load_weights(self, named_tensors: dict, partial: bool = False) -> None:

@@ -18,6 +18,7 @@ class SamplingSettings:
     max_new_tokens: int = 16
     seed: int = 0
     ignore_eos: bool = False  # fixed-length responses (benchmarks)
+    logprobs: bool = True  # per-token log-probs of the sampling distribution (False: `Completion.logprobs` is None)
 
 
 class Engine(Protocol):
@@ -25,7 +26,8 @@ class Engine(Protocol):
     transports of `rlhf.sync` (their engine side)."""
 
     def generate(self, prompt_ids: list[list[int]], s: SamplingSettings) -> list[Completion]:
-        """`s.n` completions per prompt, prompt-major, with the sampling distribution's log-probs."""
+        """`s.n` completions per prompt, prompt-major, with the sampling distribution's log-probs
+        (if `s.logprobs`)."""
 
     def logprobs(self, batch: dict, temperature: float) -> torch.Tensor:
         """Log-probs [B, R] of the batch's response tokens."""

@@ -135,7 +135,8 @@ class VLLMEngine:
         # One seed per prompt: a shared seed gives every prompt the same random draws, which
         # correlates the samples across the batch.
         params = [SamplingParams(n=s.n, temperature=0.0 if greedy else s.temperature, top_p=1.0 if greedy else s.top_p,
-                                 max_tokens=s.max_new_tokens, seed=s.seed + PROMPT_SEED_STRIDE * i, logprobs=0,
+                                 max_tokens=s.max_new_tokens, seed=s.seed + PROMPT_SEED_STRIDE * i,
+                                 logprobs=0 if s.logprobs else None,
                                  stop_token_ids=[] if s.ignore_eos else [self.eos_id], ignore_eos=s.ignore_eos,
                                  detokenize=False)  # the driver decodes
                   for i in range(len(prompt_ids))]
@@ -144,7 +145,7 @@ class VLLMEngine:
         for out in outs:
             for c in out.outputs:
                 ids = list(c.token_ids)
-                lps = [step[t].logprob for t, step in zip(ids, c.logprobs)]
+                lps = [step[t].logprob for t, step in zip(ids, c.logprobs)] if s.logprobs else None
                 completions.append(Completion(ids, lps, finished=c.finish_reason == "stop"))
         return completions
 

@@ -48,7 +48,7 @@ class Episode:
     budget: int  # response tokens at most (model and observation tokens together)
     token_ids: list[int] = field(default_factory=list)
     loss_mask: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
+    logprobs: Optional[list[float]] = field(default_factory=list)  # None: the engine gave none
     turns: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
@@ -66,15 +66,18 @@ class Episode:
     def room(self) -> int:
         return self.budget - len(self.token_ids)
 
-    def add_turn(self, token_ids: list[int], logprobs: list[float]) -> None:
+    def add_turn(self, token_ids: list[int], logprobs: Optional[list[float]]) -> None:
+        """A sampled turn; log-probs None when the engine was not asked for them (then the
+        episode carries none)."""
         self.token_ids += token_ids
-        self.logprobs += logprobs
+        self.logprobs = self.logprobs + logprobs if self.logprobs is not None and logprobs is not None else None
         self.loss_mask += [1] * len(token_ids)
         self.turns += 1
 
     def add_observation(self, token_ids: list[int]) -> None:
         self.token_ids += token_ids
-        self.logprobs += [0.0] * len(token_ids)
+        if self.logprobs is not None:
+            self.logprobs += [0.0] * len(token_ids)
         self.loss_mask += [0] * len(token_ids)
 
     def end(self, finished: bool, reward: Optional[float] = None, info: Optional[dict] = None) -> None:
@@ -87,7 +90,8 @@ class Episode:
                  "reward": self.reward, "env_error": bool(self.env_error),
                  "info": {k: float(v) for k, v in self.info.items()
                           if isinstance(v, (int, float)) and not isinstance(v, bool)}}
-        return Completion(list(self.token_ids), list(self.logprobs), self.finished, loss_mask=list(self.loss_mask),
+        logprobs = list(self.logprobs) if self.logprobs is not None else None
+        return Completion(list(self.token_ids), logprobs, self.finished, loss_mask=list(self.loss_mask),
                           episode=stats)
 
 

@@ -80,7 +80,7 @@ class EpisodeRunner:
         to its environment."""
         ids, lps, finished = c.token_ids, c.logprobs, c.finished
         if len(ids) > ep.room:
-            ids, lps, finished = ids[:ep.room], lps[:ep.room], False
+            ids, lps, finished = ids[:ep.room], (lps[:ep.room] if lps is not None else None), False
         ep.add_turn(ids, lps)
         if not finished:  # cut by the turn's or the episode's token limit
             ep.end(finished=False)

@@ -26,7 +26,7 @@ def held_out_metrics(rollouts, evalset: PromptSet, s: EvalSettings) -> dict:
     metrics on them (`eval/<fn>/mean`, `eval/math_verify/format_rate`, ...); with `s.samples = n`
     also avg@n (mean score of n samples per prompt), pass@k (Chen et al. 2021), a sample
     passing when its score is >= 1, and for multi-turn episodes `eval/sampled/tools/...`."""
-    completions = rollouts.generate(evalset, SamplingSettings(1, 0.0, 1.0, s.max_new_tokens, seed=0))
+    completions = rollouts.generate(evalset, SamplingSettings(1, 0.0, 1.0, s.max_new_tokens, seed=0, logprobs=False))
     scores, reward_metrics = rollouts.score(evalset, completions, 1, split="eval")
     lengths = sum(len(c.token_ids) for c in completions) / max(1, len(completions))
     out = {"eval/accuracy": float(scores.mean()), "eval/response_length": lengths}
@@ -36,7 +36,7 @@ def held_out_metrics(rollouts, evalset: PromptSet, s: EvalSettings) -> dict:
     if n:
         # one fixed seed: every evaluation draws with the same noise, so curves compare policies
         sampled = rollouts.generate(evalset, SamplingSettings(n, s.temperature, s.top_p, s.max_new_tokens,
-                                                              seed=s.seed + 7919))
+                                                              seed=s.seed + 7919, logprobs=False))
         scores, _ = rollouts.score(evalset, sampled, n, split="eval")
         correct = (scores.view(-1, n) >= 1.0).sum(1).tolist()
         out[f"eval/avg@{n}"] = float(scores.mean())

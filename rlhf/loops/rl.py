@@ -85,9 +85,10 @@ class RLLoop:
         if seed is None:  # one seed per generation batch: a repeat (restart, resume) draws the same samples
             seed = self.cfg.run.seed * 1_000_003 + self.step_idx * 1009 + self._issued_this_step
             self._issued_this_step += 1
+        # the engine's log-probs serve the truncated-IS correction alone; unasked, vLLM skips them
         return GenerationRequest(self.train.select(prompt_idx), prompt_idx,
                                  SamplingSettings(r.n, r.temperature, r.top_p, r.max_new_tokens, seed,
-                                                  ignore_eos=r.ignore_eos))
+                                                  ignore_eos=r.ignore_eos, logprobs=self._rollout_is() is not None))
 
     def _gen_prompts(self) -> int:
         r = self.cfg.rollout

@@ -55,6 +55,38 @@ def test_kernels_equal_the_block_path_values_and_gradients(dtype, tol, grtol, te
     assert g_k.float().sum(-1).abs().max() < 2 * tol
 
 
+@pytest.mark.parametrize("strided", [False, True])
+def test_overwrite_puts_the_same_gradient_in_the_logits_memory(strided, monkeypatch):
+    monkeypatch.setattr(kernel_module, "_BLOCK_V", 64)
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(3, 8, 150, generator=g).to(torch.bfloat16)
+    labels = torch.randint(0, 150, (3, 7), generator=g)
+    labels[2, 5] = -100
+    upstream = torch.randn(labels.shape, generator=g)
+
+    def run(overwrite: bool):
+        full = base.clone().requires_grad_()
+        owned = full * 1  # a non-leaf the call owns, as the output layer's logits are
+        logits = owned[:, :-1] if strided else owned[:, 1:].contiguous()
+        lp = token_logprobs(logits, labels, temperature=0.8, kernel=True, overwrite=overwrite)
+        (grad,) = torch.autograd.grad((lp * upstream).sum(), logits)
+        return lp, grad, logits
+
+    (lp_o, g_o, logits_o), (lp_n, g_n, logits_n) = run(True), run(False)
+    assert torch.equal(lp_o, lp_n) and torch.equal(g_o, g_n)
+    assert g_o.data_ptr() == logits_o.data_ptr() and torch.equal(logits_o, g_o)  # no second tensor
+    assert g_n.data_ptr() != logits_n.data_ptr() and not torch.equal(logits_n, g_n)
+    assert g_o[2, 5].abs().max() == 0 and g_o.abs().max() > 0.05
+
+
+def test_overwritten_logits_refuse_a_second_backward():
+    logits = torch.randn(1, 4, 70, requires_grad=True) * 1
+    lp = token_logprobs(logits, torch.tensor([[1, 2, 3, 4]]), kernel=True, overwrite=True)
+    lp.sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="second backward pass"):
+        lp.sum().backward()
+
+
 def test_kernel_log_sum_exp_is_stable_at_large_logits_and_masked_vocabulary(monkeypatch):
     monkeypatch.setattr(kernel_module, "_BLOCK_V", 32)
     logits = torch.full((1, 3, 100), -float("inf"))

@@ -56,3 +56,19 @@ def test_cuda_training_peak_memory_is_the_gradient_plus_one_block():  # or the k
     chunked, naive = _peak_extra_mb(lambda: train(False)), _peak_extra_mb(lambda: train(True))
     assert chunked < grad_mb + 200  # + one 128 MiB fp32 block and small per-position vectors
     assert naive > 3 * grad_mb  # fp32 copy + fp32 log-softmax (+ its gradient) of the whole batch
+
+
+def test_cuda_overwrite_leaves_the_logits_as_the_only_logits_sized_tensor():
+    B, T, V = 4, 1024, 152_064
+    source = torch.randn(B, T, V, device="cuda", dtype=torch.bfloat16)
+    labels = torch.randint(0, V, (B, T), device="cuda")
+
+    def train(overwrite: bool):
+        x = source.detach().requires_grad_()
+        logits = x * 1  # formed for the call, as the output layer's are
+        grad = torch.autograd.grad(token_logprobs(logits, labels, overwrite=overwrite).sum(), logits)[0]
+        assert grad.data_ptr() == logits.data_ptr() if overwrite else grad.data_ptr() != logits.data_ptr()
+
+    logits_mb = B * T * V * 2 / 2**20
+    kept, overwritten = _peak_extra_mb(lambda: train(False)), _peak_extra_mb(lambda: train(True))
+    assert kept > 1.9 * logits_mb and overwritten < 1.1 * logits_mb  # logits + gradient vs the logits alone

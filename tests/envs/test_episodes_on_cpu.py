@@ -109,6 +109,22 @@ def test_loss_mask_covers_exactly_the_model_tokens(model):
     assert (batch["response_mask_BR"].sum(1) < batch["attention_mask_BT"][:, -R:].sum(1)).any()
 
 
+def test_without_logprobs_the_same_samples_carry_none(model):
+    engine, tok = model
+    prompt_ids, rows = _prompts(tok, 2)
+    runner = EpisodeRunner(engine, tok, Echo, EpisodeSettings(max_turns=3, max_episode_tokens=120), engine.eos_id)
+    s = SamplingSettings(n=2, max_new_tokens=24, seed=4)
+    with_lp = runner.run(prompt_ids, rows, s)
+    without = runner.run(prompt_ids, rows, SamplingSettings(n=2, max_new_tokens=24, seed=4, logprobs=False))
+    assert [c.token_ids for c in without] == [c.token_ids for c in with_lp]  # asking does not change sampling
+    assert max(c.episode["turns"] for c in without) > 1
+    assert all(c.logprobs is None for c in without) and all(len(c.logprobs) == len(c.token_ids) for c in with_lp)
+    prompts = [p for p in prompt_ids for _ in range(2)]
+    assert "rollout_logprobs_BR" not in collate(prompts, without, tok.pad_token_id)
+    assert "rollout_logprobs_BR" not in collate(prompts, with_lp[:1] + without[1:], tok.pad_token_id)
+    assert collate(prompts, with_lp, tok.pad_token_id)["rollout_logprobs_BR"].min() < 0
+
+
 def test_max_turns_and_the_token_budget_hold(model):
     engine, tok = model
     prompt_ids, rows = _prompts(tok, 4)

@@ -51,12 +51,25 @@ class CheckedLoop(RLLoop):
         return super().update(batch)
 
 
+class KeysLoop(RLLoop):
+    """Records the keys of every batch the trainer receives."""
+
+    seen: list = []
+
+    def update(self, batch):
+        KeysLoop.seen.append(set(batch))
+        return super().update(batch)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_staleness_accounting_and_correction(tmp_path):
-    sync = _steps(_run(tmp_path, "k0", []))
+    KeysLoop.seen = []
+    sync = _steps(_run(tmp_path, "k0", [], KeysLoop))
     assert [s["offpolicy/staleness_max"] for s in sync] == [0] * 5
     assert not any(k.startswith("offpolicy/is_") for k in sync[0])  # no correction in the synchronous loop
+    # ...so the engine was not asked for its log-probs
+    assert len(KeysLoop.seen) == 5 and not any("rollout_logprobs_BR" in keys for keys in KeysLoop.seen)
 
     CheckedLoop.expected = []
     one = _steps(_run(tmp_path, "k1", ["rollout.max_staleness=1"], CheckedLoop))

@@ -6,6 +6,7 @@ in-place weight loads into the running engine. The model is the project's tiny Q
 Skipped where vLLM is not installed (the project's main environment) and where vLLM runs on a
 GPU (tests/gpu covers that path)."""
 
+import dataclasses
 import math
 import os
 
@@ -79,6 +80,15 @@ def test_generate_n_completions_with_the_sampling_logprobs(models, temperature):
     diff = _max_diff(batch["rollout_logprobs_BR"], hf[0].logprobs(batch, temperature), batch)
     print(f"\nT={temperature}: sampling log-probs vs HF max |diff| {diff:.2e}")
     assert diff < TOL
+
+
+def test_generate_without_logprobs_draws_the_same_tokens(models):
+    _, engine, _ = models
+    s = SamplingSettings(n=2, temperature=1.0, max_new_tokens=8, seed=5)
+    want = engine.generate(PROMPTS, s)
+    got = engine.generate(PROMPTS, dataclasses.replace(s, logprobs=False))
+    assert [c.token_ids for c in got] == [c.token_ids for c in want]
+    assert all(c.logprobs is None for c in got) and all(c.logprobs for c in want)
 
 
 def test_engine_logprobs_match_hf(models):
