@@ -67,8 +67,9 @@ profile)  # where the 1.5B ZeRO-2 step's GPU time goes: the top kernels, to prof
 logprobs)  # the output layer's logits + token_logprobs vs the fused path, 1.5B's width, bf16
   py benchmarks/output_layer_logprobs.py --device cuda --positions 12288 --hidden 1536 --dtypes bfloat16 \
     2>>"$OUT/logprobs.log" | tail -1 | tee -a "$OUT/logprobs.jsonl" ;;
-sleep)  # engine asleep during a full fine-tuning update that does not fit beside it awake
-  py benchmarks/sleep_wake.py --size 1.5b --gpu-memory-utilization 0.5 --max-tokens 16384 2>>"$OUT/sleep.log" \
+sleep)  # engine asleep during a full fine-tuning update that does not fit beside it awake (1.5B on 80 GB;
+  # SLEEP_SIZE=3b on a 141 GB H200, where the 1.5B pair fits awake)
+  py benchmarks/sleep_wake.py --size "${SLEEP_SIZE:-1.5b}" --gpu-memory-utilization 0.5 --max-tokens 16384 2>>"$OUT/sleep.log" \
     | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
 offload)  # ZeRO-Offload (optimizer states on the host) in the same colocated step
   py benchmarks/sleep_wake.py --size 1.5b --zero-stage 2 --offload true --gpu-memory-utilization 0.3 --max-tokens 8192 \
