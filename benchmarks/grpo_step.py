@@ -32,6 +32,8 @@ from gpu_rollout_sync import SIZES, build  # noqa: E402
 def ours(a) -> dict:
     from rlhf.recipes import grpo
 
+    os.environ["RLHF_LOGPROBS"] = a.logprobs  # shipped to the trainer actors (rlhf.cluster)
+
     out = f"/tmp/grpo-bench-{os.getpid()}"
     summary = grpo.main([
         f"model.path={build(a.size)}", "model.dtype=bfloat16", "warmstart.steps=0", "generator.backend=vllm",
@@ -45,8 +47,9 @@ def ours(a) -> dict:
     steps = [r for r in rows if "timing/step_s" in r]
     times = [r["timing/step_s"] for r in steps[1:]]
     phases = {k: statistics.median(r[k] for r in steps[1:]) for k in steps[-1] if k.startswith("timing/")}
-    return {"framework": "rlhf", "size": a.size, "step_seconds_median": statistics.median(times),
-            "step_seconds": times, "phases": phases}
+    return {"framework": "rlhf", "size": a.size, "logprobs": a.logprobs, "step_seconds_median": statistics.median(times),
+            "step_seconds": times, "phases": phases,
+            "trainer_peak_gib": max(r.get("memory/trainer_peak_gib", 0.0) for r in steps)}
 
 
 def trl(a) -> dict:
@@ -104,6 +107,8 @@ if __name__ == "__main__":
     p.add_argument("--response-len", type=int, default=256)
     p.add_argument("--micro-batch", type=int, default=16, help="TRL: rows per forward")
     p.add_argument("--max-tokens", type=int, default=16384, help="ours: tokens per packed micro-batch")
+    p.add_argument("--logprobs", default="logits", choices=["logits", "blocks", "fused"],
+                   help="ours: RLHF_LOGPROBS (fused: no logits kept, for budgets whose logits do not fit)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--gpu-memory-utilization", type=float, default=0.3)
     args = p.parse_args()

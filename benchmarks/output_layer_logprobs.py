@@ -1,7 +1,8 @@
 """Peak memory and wall time of response log-probs from the final hidden states: the output layer's
 logits followed by `rlhf.algorithms.token_logprobs`, block by block in PyTorch (`blocks`) or by
-the Triton kernels (`kernel`, CUDA only), against `rlhf.algorithms.linear_token_logprobs` (`fused`:
-the logits are never formed whole), forward only
+the Triton kernels (`kernel`, CUDA only; the logits overwritten by their gradient, as the trainer
+does), against `rlhf.algorithms.linear_token_logprobs` (the logits are never formed whole; `fused`:
+its kernel path on CUDA, its PyTorch blocks elsewhere; `fused-blocks`: the PyTorch blocks on CUDA too), forward only
 (scoring pi_old / pi_ref) and forward + backward (training, gradients of the hidden states and
 the output weight).
 
@@ -43,9 +44,9 @@ def run():
     h, w = (t.detach().requires_grad_(mode == "train") for t in (hidden, weight))
     with torch.set_grad_enabled(mode == "train"):
         if variant in ("blocks", "kernel"):
-            lp = token_logprobs((h @ w.T)[None], labels[None], kernel=variant == "kernel")[0]
+            lp = token_logprobs((h @ w.T)[None], labels[None], kernel=variant == "kernel", overwrite=True)[0]
         else:
-            lp = linear_token_logprobs(h, w, labels)
+            lp = linear_token_logprobs(h, w, labels, kernel=False if variant == "fused-blocks" else None)
         if mode == "train":
             lp.sum().backward()
             assert h.grad is not None and w.grad is not None
@@ -72,7 +73,8 @@ def main() -> None:
     result["logits_mb"] = {d: round(K * V * (2 if d == "bfloat16" else 4) / 2**20, 1) for d in dtypes}
     for mode in ("forward", "train"):
         for dtype in dtypes:
-            for variant in ("blocks", "kernel", "fused") if args.device.startswith("cuda") else ("blocks", "fused"):
+            cuda = args.device.startswith("cuda")
+            for variant in ("blocks", "kernel", "fused", "fused-blocks") if cuda else ("blocks", "fused"):
                 out = run_child(CHILD, [variant, dtype, mode, str(K), str(H), str(V), args.device])
                 if out.returncode != 0:  # out of memory, say: record it and go on
                     result[f"{mode}_{dtype}_{variant}_error"] = out.stderr.strip().splitlines()[-1][:200]

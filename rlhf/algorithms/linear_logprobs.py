@@ -7,19 +7,23 @@ of a 152k vocabulary: 3.7 GB each in bf16). Here the logits of one block of posi
 are computed, reduced to one logsumexp per position and dropped; the backward pass recomputes them
 block by block and turns them into the gradients of the hidden states and of the weight at once.
 The price is the output layer's forward matmul done twice (about a third more output-layer
-FLOPs). Measured against the logits path: benchmarks/output_layer_logprobs.py.
+FLOPs). On a CUDA device with Triton the blocks are larger (2**30 logits, 2 GiB in bf16) and stay
+in the model's dtype: the log-prob kernels of `rlhf.algorithms.logprobs_kernel` reduce them and
+write their gradient in place (`KernelLinearTokenLogprobs`). Measured against the logits path:
+benchmarks/output_layer_logprobs.py.
 """
 
 from __future__ import annotations
 
 import torch
 
-from rlhf.algorithms.logprobs import _logsumexp_
+from rlhf.algorithms.logprobs import _logsumexp_, kernel_available
 
 # Default block: as many positions as fit in 2**26 fp32 logits (256 MiB): 441 positions of a 152k
 # vocabulary. Larger than token_logprobs' block: each block of the backward pass also adds a full
 # V x H product into the weight's gradient, so fewer blocks means less of that traffic.
 _BLOCK_ELEMENTS = 2 ** 26
+_KERNEL_BLOCK_ELEMENTS = 2 ** 30  # bf16 logits of the kernel path: no fp32 copy, so a larger block fits
 
 
 def _block_logits(hidden_cH: torch.Tensor, weight_VH: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -69,12 +73,14 @@ class _LinearTokenLogprobs(torch.autograd.Function):
 
 
 def linear_token_logprobs(hidden_KH: torch.Tensor, weight_VH: torch.Tensor, labels_K: torch.Tensor, *,
-                          temperature: float = 1.0, chunk_size: int | None = None) -> torch.Tensor:
+                          temperature: float = 1.0, chunk_size: int | None = None,
+                          kernel: bool | None = None) -> torch.Tensor:
     """logprobs_K (float32) of `labels_K` under softmax(hidden_KH @ weight_VH.T / temperature),
     equal to `token_logprobs` of those logits, gradients of the hidden states and the weight
     included, without materialising the logits (see the module docstring). At most `chunk_size`
-    positions are processed at once (None: 2**26 / V of them). Labels < 0 get log-prob 0 and no
-    gradient."""
+    positions are processed at once (None: 2**26 / V of them, 2**30 / V with the kernels). Labels
+    < 0 get log-prob 0 and no gradient. `kernel`: the Triton kernels reduce each block (None:
+    where `kernel_available`)."""
     if hidden_KH.dim() != 2 or weight_VH.dim() != 2 or hidden_KH.shape[1] != weight_VH.shape[1]:
         raise ValueError(f"need hidden [K, H] and weight [V, H], got {tuple(hidden_KH.shape)} and "
                          f"{tuple(weight_VH.shape)}")
@@ -82,8 +88,14 @@ def linear_token_logprobs(hidden_KH: torch.Tensor, weight_VH: torch.Tensor, labe
         raise ValueError(f"need labels [K] for hidden [K, H], got {tuple(labels_K.shape)}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
+    if kernel is None:
+        kernel = kernel_available(hidden_KH)
     if chunk_size is None:
-        chunk_size = max(1, _BLOCK_ELEMENTS // max(weight_VH.shape[0], 1))
+        chunk_size = max(1, (_KERNEL_BLOCK_ELEMENTS if kernel else _BLOCK_ELEMENTS) // max(weight_VH.shape[0], 1))
     elif not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    if kernel:
+        from rlhf.algorithms.logprobs_kernel import KernelLinearTokenLogprobs
+
+        return KernelLinearTokenLogprobs.apply(hidden_KH, weight_VH, labels_K, float(temperature), chunk_size)
     return _LinearTokenLogprobs.apply(hidden_KH, weight_VH, labels_K, float(temperature), chunk_size)

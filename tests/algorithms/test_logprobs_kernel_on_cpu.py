@@ -102,6 +102,46 @@ def test_kernel_log_sum_exp_is_stable_at_large_logits_and_masked_vocabulary(monk
     assert float(lp[0, 2]) == 0.0
 
 
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_kernel_linear_logprobs_equal_the_logits_path(dtype, tol, temperature, monkeypatch):
+    from rlhf.algorithms.linear_logprobs import linear_token_logprobs
+
+    monkeypatch.setattr(kernel_module, "_BLOCK_V", 64)  # V = 150: two full blocks and a partial one
+    g = torch.Generator().manual_seed(2)
+    hidden = torch.randn(11, 24, generator=g).to(dtype).requires_grad_()
+    weight = (torch.randn(150, 24, generator=g) / 2).to(dtype).requires_grad_()
+    labels = torch.randint(0, 150, (11,), generator=g)
+    labels[4] = -100
+    upstream = torch.randn(11, generator=g)
+
+    def grads(lp):
+        return torch.autograd.grad((lp * upstream).sum(), (hidden, weight))
+
+    # 4 positions per chunk: three chunks, the last one short
+    lp_k = linear_token_logprobs(hidden, weight, labels, temperature=temperature, chunk_size=4, kernel=True)
+    lp_b = linear_token_logprobs(hidden, weight, labels, temperature=temperature, chunk_size=4, kernel=False)
+    lp_l = token_logprobs((hidden @ weight.T)[None], labels[None], temperature=temperature, kernel=False)[0]
+    assert lp_k.dtype == torch.float32 and lp_k[4] == 0
+    assert torch.allclose(lp_k, lp_b, atol=tol) and torch.allclose(lp_k, lp_l, atol=tol)
+    (gh_k, gw_k), (gh_l, gw_l) = grads(lp_k), grads(lp_l)
+    assert gh_k.dtype == dtype and gw_k.dtype == dtype
+    scale = max(float(gh_l.abs().max()), float(gw_l.abs().max()))
+    assert torch.allclose(gh_k.float(), gh_l.float(), atol=tol * scale)
+    assert torch.allclose(gw_k.float(), gw_l.float(), atol=tol * scale)
+    assert gw_k.abs().max() > 0.05
+
+
+def test_kernel_linear_logprobs_of_no_positions():
+    from rlhf.algorithms.linear_logprobs import linear_token_logprobs
+
+    hidden, weight = torch.zeros(0, 8, requires_grad=True), torch.randn(70, 8, requires_grad=True)
+    lp = linear_token_logprobs(hidden, weight, torch.zeros(0, dtype=torch.long), kernel=True)
+    assert lp.shape == (0,)
+    lp.sum().backward()
+    assert weight.grad.abs().max() == 0
+
+
 def test_token_logprobs_takes_the_kernel_only_on_cuda():
     from rlhf.algorithms.logprobs import kernel_available
 

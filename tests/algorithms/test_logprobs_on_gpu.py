@@ -72,3 +72,28 @@ def test_cuda_overwrite_leaves_the_logits_as_the_only_logits_sized_tensor():
     logits_mb = B * T * V * 2 / 2**20
     kept, overwritten = _peak_extra_mb(lambda: train(False)), _peak_extra_mb(lambda: train(True))
     assert kept > 1.9 * logits_mb and overwritten < 1.1 * logits_mb  # logits + gradient vs the logits alone
+
+
+def test_cuda_kernel_linear_logprobs_match_the_logits_and_keep_no_logits():
+    from rlhf.algorithms.linear_logprobs import linear_token_logprobs
+
+    K, H, V = 24_576, 1536, 152_064  # a 1.5B micro-batch's response positions: 7 GiB of bf16 logits
+    g = torch.Generator(device="cuda").manual_seed(0)
+    hidden = (torch.randn(K, H, device="cuda", generator=g) / 4).to(torch.bfloat16).requires_grad_()
+    weight = (torch.randn(V, H, device="cuda", generator=g) / 40).to(torch.bfloat16).requires_grad_()
+    labels = torch.randint(0, V, (K,), device="cuda", generator=g)
+
+    def run(fused: bool):
+        lp = (linear_token_logprobs(hidden, weight, labels, kernel=True) if fused
+              else token_logprobs((hidden @ weight.T)[None], labels[None], overwrite=True)[0])
+        return (lp, *torch.autograd.grad(lp.sum(), (hidden, weight)))
+
+    (lp_f, gh_f, gw_f), (lp_l, gh_l, gw_l) = run(True), run(False)
+    assert torch.allclose(lp_f, lp_l, atol=2e-2)
+    assert torch.allclose(gh_f.float(), gh_l.float(), atol=2e-2 * float(gh_l.abs().max()))
+    assert torch.allclose(gw_f.float(), gw_l.float(), atol=2e-2 * float(gw_l.abs().max()))
+    logits_mb, weight_mb = K * V * 2 / 2**20, V * H * 2 / 2**20
+    fused, logits = _peak_extra_mb(lambda: run(True)), _peak_extra_mb(lambda: run(False))
+    assert logits > logits_mb
+    # one 2 GiB chunk of logits at a time, the weight's gradient in fp32 and its bf16 parts
+    assert fused < 2048 + 4 * weight_mb + 256 < logits_mb
