@@ -37,7 +37,7 @@ sync)  # colocated CUDA IPC, 1.5B: median of 5 syncs and its phases. ZeRO-2: the
       | tail -1 | tee -a "$OUT/sync.jsonl"
   done ;;
 mfu)  # the packed trainer next to a plain HF loop, same session (default attention and kernels), at the largest
-  # budgets that fit 80 GB (1.5B: 63.6 GiB at 16,384; 0.5B: 53.3 GiB at 32,768); the trainer's GPU default
+  # budgets that fit 80 GB (1.5B: 60.6 GiB at 16,384; 0.5B: 46.7 GiB at 32,768); the trainer's GPU default
   # (8,192) leaves room for larger models, and is slower where the host is slow (BENCHMARKS.md, third round)
   for size in ${MFU_SIZES:-1.5b 0.5b}; do
     budget=$([ "$size" = 0.5b ] && echo 32768 || echo 16384)
