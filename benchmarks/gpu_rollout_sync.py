@@ -147,7 +147,8 @@ def _interleaved(a, variants: dict) -> dict:
     for _ in range(a.repeats):
         for name, kwargs in variants.items():
             t0 = time.perf_counter()
-            tokens = ray.get(gen.__ray_call__.remote(_raw_generate, ps, a.response_len, **kwargs))
+            kw = {"seed": 0, "logprobs": 0} | kwargs
+            tokens = ray.get(gen.__ray_call__.remote(_raw_generate, ps, a.response_len, kw["seed"], kw["logprobs"]))
             runs[name].append(tokens / (time.perf_counter() - t0))
     first, second = variants
     ratios = [y / x for x, y in zip(runs[first], runs[second])]
