@@ -154,4 +154,5 @@ class KernelLinearTokenLogprobs(torch.autograd.Function):
                 grad_h[c] = gz @ weight_VH
             if want_w:
                 grad_w.add_(gz.T @ h)
+            del logits, gz  # before the next chunk's logits: one chunk alive at a time
         return grad_h, (grad_w.to(weight_VH.dtype) if want_w else None), None, None, None
