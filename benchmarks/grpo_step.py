@@ -112,9 +112,15 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--gpu-memory-utilization", type=float, default=0.3)
     args = p.parse_args()
-    result = {"ours": ours, "trl": trl}[args.framework](args)
-    result |= {"prompts": args.prompts, "n": args.n, "response_len": args.response_len,
-               "micro_batch": args.micro_batch if args.framework == "trl" else None,
-               "max_tokens": args.max_tokens if args.framework == "ours" else None, "device": torch.cuda.get_device_name(),
-               "date": time.strftime("%Y-%m-%d")}
-    print(json.dumps(result), flush=True)
+    settings = {"prompts": args.prompts, "n": args.n, "response_len": args.response_len,
+                "micro_batch": args.micro_batch if args.framework == "trl" else None,
+                "max_tokens": args.max_tokens if args.framework == "ours" else None,
+                "device": torch.cuda.get_device_name(), "date": time.strftime("%Y-%m-%d")}
+    try:
+        result = {"ours": ours, "trl": trl}[args.framework](args)
+    except Exception as e:  # a run that failed (out of memory, say) gets its line too
+        last = (str(e).strip().splitlines() or [""])[-1]
+        print(json.dumps({"framework": args.framework, "error": f"{type(e).__name__}: {last[:300]}"} | settings),
+              flush=True)
+        raise
+    print(json.dumps(result | settings), flush=True)
