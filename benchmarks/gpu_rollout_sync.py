@@ -132,7 +132,7 @@ def compare(a) -> dict:
 
 
 def _interleaved(a, variants: dict) -> dict:
-    """Raw `LLM.generate` in each of two settings (`_raw_generate` keyword arguments), alternated
+    """Raw `LLM.generate` in each of two settings (`_raw_generate`'s seed and logprobs), alternated
     `a.repeats` times on one engine after a warm-up; tokens/s per call, and second over first."""
     import ray
 
@@ -145,10 +145,9 @@ def _interleaved(a, variants: dict) -> dict:
     ray.get(gen.generate.remote(ps[:8], SamplingSettings(n=1, max_new_tokens=a.response_len, ignore_eos=True)))
     runs: dict = {name: [] for name in variants}
     for _ in range(a.repeats):
-        for name, kwargs in variants.items():
+        for name, (seed, logprobs_) in variants.items():
             t0 = time.perf_counter()
-            kw = {"seed": 0, "logprobs": 0} | kwargs
-            tokens = ray.get(gen.__ray_call__.remote(_raw_generate, ps, a.response_len, kw["seed"], kw["logprobs"]))
+            tokens = ray.get(gen.__ray_call__.remote(_raw_generate, ps, a.response_len, seed, logprobs_))
             runs[name].append(tokens / (time.perf_counter() - t0))
     first, second = variants
     ratios = [y / x for x, y in zip(runs[first], runs[second])]
@@ -160,13 +159,13 @@ def _interleaved(a, variants: dict) -> dict:
 def seeds(a) -> dict:
     """A seed per request (vLLM then samples each request from its own generator) against no seed
     (one batched draw)."""
-    return {"mode": "seeds"} | _interleaved(a, {"seeded": dict(seed=0), "unseeded": dict(seed=None)})
+    return {"mode": "seeds"} | _interleaved(a, {"seeded": (0, 0), "unseeded": (None, 0)})
 
 
 def logprobs(a) -> dict:
     """The sampled tokens' log-probs returned (what the truncated-IS correction needs) against none
     (what the RL loop asks for without it)."""
-    return {"mode": "logprobs"} | _interleaved(a, {"with_logprobs": dict(logprobs=0), "without": dict(logprobs=None)})
+    return {"mode": "logprobs"} | _interleaved(a, {"with_logprobs": (0, 0), "without": (0, None)})
 
 
 def copy_bandwidth(nbytes: int) -> dict:

@@ -70,7 +70,10 @@ class Episode:
         """A sampled turn; log-probs None when the engine was not asked for them (then the
         episode carries none)."""
         self.token_ids += token_ids
-        self.logprobs = self.logprobs + logprobs if self.logprobs is not None and logprobs is not None else None
+        if self.logprobs is not None and logprobs is not None:
+            self.logprobs += logprobs
+        else:
+            self.logprobs = None
         self.loss_mask += [1] * len(token_ids)
         self.turns += 1
 
