@@ -9,10 +9,11 @@ form `apply_chat_template(..., tools=[...])` takes), so a tool is five lines:
             expression: e.g. 37*45
         \"\"\"
 
-Every call runs in a child process of its own (forked from a clean fork server) under a wall
-time limit and an address-space limit: a tool that raises, hangs, crashes or returns
-something that cannot be printed costs that call an error message for the model, never the
-run, and never another episode's call.
+Every call runs in a child process of its own, forked from a fork server that holds the tool
+modules but not the caller's main script (`rlhf.envs.tool_forkserver`), under a wall time limit
+and an address-space limit: a tool that raises, hangs, crashes or returns something that cannot
+be printed costs that call an error message for the model, never the run, and never another
+episode's call.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import importlib.util
 import json
 import multiprocessing
 import resource
+import runpy
 import sys
+import types
 from dataclasses import dataclass
 from typing import Callable
 
@@ -77,7 +80,9 @@ def _locate(fn: Callable) -> tuple[str, str, str]:
 
 
 def _find(module_name: str, file: str, qualname: str) -> Callable:
-    if module_name in sys.modules:
+    if module_name == "__main__":  # a tool of the parent's main script (the child does not run it)
+        module = types.SimpleNamespace(**runpy.run_path(file, run_name="__mp_main__"))
+    elif module_name in sys.modules:
         module = sys.modules[module_name]
     else:
         try:
@@ -111,7 +116,7 @@ def _child(where: tuple, arguments: dict, memory_mb: int, conn) -> None:
 
 def _context():
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["rlhf.envs.tools", "rlhf.envs.builtin_tools"])
+    ctx.set_forkserver_preload(["rlhf.envs.tool_forkserver", "rlhf.envs.tools", "rlhf.envs.builtin_tools"])
     return ctx
 
 

@@ -79,3 +79,48 @@ def test_misbehaving_tools_become_error_observations_within_their_limit():
     assert "no tool named 'nope'" in runner.call(ToolCall("nope", {})).text
     assert "unexpected keyword argument 'wrong'" in runner.call(ToolCall("calculator", {"wrong": "1"})).text
     assert runner.call(ToolCall("sleepy", {"seconds": 0})).text == "slept 0"  # still serving
+
+
+MAIN_SCRIPT = '''
+import os, sys
+with open(sys.argv[1], "a") as f:  # one line each time this script's top level runs
+    f.write(f"{os.getpid()}\\n")
+
+from rlhf.envs import ToolCall, ToolRunner
+from rlhf.envs.builtin_tools import calculator
+
+
+def shout(text: str) -> str:
+    """Upper-case the text.
+
+    Args:
+        text: what to shout
+    """
+    return text.upper()
+
+
+if __name__ == "__main__":
+    runner = ToolRunner([calculator, shout])
+    print(runner.call(ToolCall("calculator", {"expression": "372*45"})).text)
+    print(runner.call(ToolCall("calculator", {"expression": "6*7"})).text)
+    print(runner.call(ToolCall("shout", {"text": "hi"})).text)
+'''
+
+
+def test_tool_children_do_not_run_the_callers_main_script_again(tmp_path):
+    """A Ray worker's main script imports Ray: re-running it in every tool child cost about a
+    second a call. The children skip it, and a tool defined in the script itself still runs."""
+    import os
+    import subprocess
+    import sys
+
+    script, runs = tmp_path / "main_with_tools.py", tmp_path / "runs.txt"
+    script.write_text(MAIN_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, str(script), str(runs)], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["16740", "42", "HI"]
+    pids = runs.read_text().split()
+    # the script's own run, and the one child that loads it to find `shout`; not one per call
+    assert len(pids) == 2 and pids[0] != pids[1], pids
