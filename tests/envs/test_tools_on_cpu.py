@@ -1,6 +1,9 @@
 """Tools: schemas from signatures, the built-in calculator and Python executor, call parsing,
 and misbehaving tools turned into error observations within their limits."""
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -110,10 +113,6 @@ if __name__ == "__main__":
 def test_tool_children_do_not_run_the_callers_main_script_again(tmp_path):
     """A Ray worker's main script imports Ray: re-running it in every tool child cost about a
     second a call. The children skip it, and a tool defined in the script itself still runs."""
-    import os
-    import subprocess
-    import sys
-
     script, runs = tmp_path / "main_with_tools.py", tmp_path / "runs.txt"
     script.write_text(MAIN_SCRIPT)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
