@@ -76,7 +76,7 @@ offload)  # ZeRO-Offload (optimizer states on the host) in the same colocated st
     2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
 grpo)  # each framework at its largest micro-batch that fits (GRPO_RUNS, ';'-separated, to choose): ours by
   # token budget (32,768 with logits ran out of memory beside the engine: the fused log-probs keep none),
-  # TRL by rows per forward (16 was slower than 64 in every round; 128 is tried)
+  # TRL by rows per forward (16 was slower than 64 in every round, 128 faster than 64 in the fifth)
   IFS=';' read -ra runs <<< "${GRPO_RUNS:-ours --max-tokens 16384;ours --max-tokens 32768 --logprobs fused;trl --micro-batch 64;trl --micro-batch 128}"
   for run in "${runs[@]}"; do
     name=$(echo $run | tr -d ' -')
