@@ -219,6 +219,7 @@ class IPCSender:
         for i, bucket in enumerate(self.plan):
             t0 = time.perf_counter()
             with self.export.gathered(bucket) as tensors:
+                torch.cuda.current_stream().synchronize()  # gather_s is the all-gather's device time, not its launch
                 t1 = time.perf_counter()
                 self.fill(bucket, tensors)
             torch.cuda.current_stream().synchronize()  # the engine reads it from another process
