@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -115,7 +116,8 @@ def test_tool_children_do_not_run_the_callers_main_script_again(tmp_path):
     second a call. The children skip it, and a tool defined in the script itself still runs."""
     script, runs = tmp_path / "main_with_tools.py", tmp_path / "runs.txt"
     script.write_text(MAIN_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    repo = str(Path(__file__).resolve().parents[2])  # where `rlhf` is, wherever pytest runs from
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, str(script), str(runs)], capture_output=True, text=True, env=env,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
