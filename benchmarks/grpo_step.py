@@ -47,8 +47,8 @@ def ours(a) -> dict:
     steps = [r for r in rows if "timing/step_s" in r]
     times = [r["timing/step_s"] for r in steps[1:]]
     phases = {k: statistics.median(r[k] for r in steps[1:]) for k in steps[-1] if k.startswith("timing/")}
-    return {"framework": "rlhf", "size": a.size, "logprobs": a.logprobs, "step_seconds_median": statistics.median(times),
-            "step_seconds": times, "phases": phases,
+    return {"framework": "rlhf", "size": a.size, "logprobs": a.logprobs,
+            "step_seconds_median": statistics.median(times), "step_seconds": times, "phases": phases,
             "trainer_peak_gib": max(r.get("memory/trainer_peak_gib", 0.0) for r in steps)}
 
 

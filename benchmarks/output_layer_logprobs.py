@@ -1,8 +1,9 @@
 """Peak memory and wall time of response log-probs from the final hidden states: the output layer's
 logits followed by `rlhf.algorithms.token_logprobs`, block by block in PyTorch (`blocks`) or by
 the Triton kernels (`kernel`, CUDA only; the logits overwritten by their gradient, as the trainer
-does), against `rlhf.algorithms.linear_token_logprobs` (the logits are never formed whole; `fused`:
-its kernel path on CUDA, its PyTorch blocks elsewhere; `fused-blocks`: the PyTorch blocks on CUDA too), forward only
+does), against `rlhf.algorithms.linear_token_logprobs` (the logits are never formed whole;
+`fused`: its kernel path on CUDA, its PyTorch blocks elsewhere; `fused-blocks`: the PyTorch
+blocks on CUDA too), forward only
 (scoring pi_old / pi_ref) and forward + backward (training, gradients of the hidden states and
 the output weight).
 
@@ -71,10 +72,11 @@ def main() -> None:
         result["gpu"] = torch.cuda.get_device_name()
     dtypes = args.dtypes.split(",")
     result["logits_mb"] = {d: round(K * V * (2 if d == "bfloat16" else 4) / 2**20, 1) for d in dtypes}
+    cuda = args.device.startswith("cuda")
+    variants = ("blocks", "kernel", "fused", "fused-blocks") if cuda else ("blocks", "fused")
     for mode in ("forward", "train"):
         for dtype in dtypes:
-            cuda = args.device.startswith("cuda")
-            for variant in ("blocks", "kernel", "fused", "fused-blocks") if cuda else ("blocks", "fused"):
+            for variant in variants:
                 out = run_child(CHILD, [variant, dtype, mode, str(K), str(H), str(V), args.device])
                 if out.returncode != 0:  # out of memory, say: record it and go on
                     result[f"{mode}_{dtype}_{variant}_error"] = out.stderr.strip().splitlines()[-1][:200]

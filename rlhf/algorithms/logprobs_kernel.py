@@ -10,8 +10,9 @@ straight into a tensor of the logits' dtype, or over the logits themselves when 
 them (`overwrite=True`: nothing else reads them after the backward pass), which saves a
 logits-sized tensor at the step's peak (10 GB at 32,768 positions of a 152k vocabulary). Same
 results as the block-wise path to fp32 rounding (tests/algorithms/test_logprobs_kernel_on_cpu.py,
-through Triton's interpreter). `KernelLinearTokenLogprobs` runs the same kernels on the output layer's logits a chunk of positions
-at a time, never keeping them (the GPU path of `rlhf.algorithms.linear_logprobs`).
+through Triton's interpreter). `KernelLinearTokenLogprobs` runs the same kernels on the output
+layer's logits a chunk of positions at a time, never keeping them (the GPU path of
+`rlhf.algorithms.linear_logprobs`).
 Triton's own cross-entropy kernels (Liger's) return bf16 losses and read counts back to the
 host, so they are not used here: a PPO ratio needs the log-prob in fp32, and a host read
 stalls the GPU once per micro-batch.
