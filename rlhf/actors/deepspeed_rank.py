@@ -19,7 +19,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from rlhf.actors.runtime import open_rendezvous, rendezvous_store, setup_process
+from rlhf.actors.runtime import (use_expandable_segments, open_rendezvous, rendezvous_store, setup_process,
+                                 shareable_allocations)
 from rlhf.metrics import combine_shards
 from rlhf.models import load_tokenizer, resolve_dtype
 from rlhf.quantization import save_plain_checkpoint
@@ -71,14 +72,16 @@ class DeepSpeedRank:
         store = rendezvous_store(master_addr, master_port, self.world_size, self.rank)
         dist.init_process_group(backend, store=store, rank=self.rank, world_size=self.world_size)
         deepspeed.init_distributed(dist_backend=backend)  # adopts the group
-        model = self._load_model()
-        if self.optim.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        o = self.optim
-        trained = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
-        optimizer = torch.optim.AdamW(trained, lr=o.lr, weight_decay=o.weight_decay)
-        config = deepspeed_config(o, self.world_size, bf16=self.dtype == torch.bfloat16)
-        self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        with shareable_allocations():  # the parameters, which a colocated engine may map (CUDA IPC)
+            model = self._load_model()
+            if self.optim.gradient_checkpointing:
+                model.gradient_checkpointing_enable()
+            o = self.optim
+            trained = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
+            optimizer = torch.optim.AdamW(trained, lr=o.lr, weight_decay=o.weight_decay)
+            config = deepspeed_config(o, self.world_size, bf16=self.dtype == torch.bfloat16)
+            self.engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        use_expandable_segments()  # activations and logits from here on
 
     def _load_model(self) -> torch.nn.Module:
         """The trained module, on `self.device` in `self.dtype`."""

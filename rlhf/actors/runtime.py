@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -17,6 +18,47 @@ def setup_process(seed: int, threads: int = 0) -> str:
     torch.manual_seed(seed)
     # CUDA_VISIBLE_DEVICES="" (Ray's way of giving an actor no GPU) hides the GPUs; unset shows them all
     return "cuda" if torch.cuda.is_available() and os.environ.get("CUDA_VISIBLE_DEVICES") != "" else "cpu"
+
+
+# Whether new CUDA allocations of this process go into expandable segments (PYTORCH_CUDA_ALLOC_CONF).
+_expandable = "expandable_segments:true" in os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "").replace(" ", "").lower()
+
+
+def _set_expandable(on: bool) -> None:
+    global _expandable
+    import torch
+
+    settings = getattr(torch._C, "_accelerator_setAllocatorSettings", None)  # torch >= 2.9
+    if settings is None:
+        settings = torch.cuda.memory._set_allocator_settings
+    settings(f"expandable_segments:{on}")
+    _expandable = on
+
+
+def use_expandable_segments() -> None:
+    """A trainer rank's later CUDA allocations go into expandable segments, which grow in place
+    instead of leaving freed blocks too small for the next micro-batch: the update's peak then
+    fits where a fragmented cache ran out of memory beside a colocated engine. Called after
+    the engine (and its parameters) exist; kept off where PYTORCH_CUDA_ALLOC_CONF says anything."""
+    import torch
+
+    if torch.cuda.is_available() and "PYTORCH_CUDA_ALLOC_CONF" not in os.environ:
+        _set_expandable(True)
+
+
+@contextlib.contextmanager
+def shareable_allocations():
+    """Allocations another process maps by CUDA IPC go into ordinary segments: an expandable
+    segment's memory is shared by another mechanism, which colocated processes may not be
+    permitted to use."""
+    was = _expandable
+    if was:
+        _set_expandable(False)
+    try:
+        yield
+    finally:
+        if was:
+            _set_expandable(True)
 
 
 def node_ip() -> str:

@@ -29,6 +29,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from rlhf.actors.runtime import shareable_allocations
 from rlhf.sync.buckets import TensorMeta, bucket_nbytes, plan_buckets, unflatten
 from rlhf.sync.collective import device_uuid, ipc_handle, open_ipc_handle
 from rlhf.sync.export import WeightExport
@@ -139,6 +140,11 @@ class IPCSender:
 
     def __init__(self, export: WeightExport, plan: list, rank: int, world_size: int):
         self.export, self.plan, self.rank, self.world_size = export, plan, rank, world_size
+        with shareable_allocations():
+            self._share()
+
+    def _share(self) -> None:
+        export, plan, world_size = self.export, self.plan, self.world_size
         self.sent: set = set()  # (generator index, key) pairs whose source was sent
         params = export.plain_tensors()
         self.direct, self._keep = share(params, world_size)
