@@ -17,6 +17,7 @@ ARGS = ["rollout.env=calculator", "rollout.max_turns=2", "rollout.max_new_tokens
         "run.eval_samples=4", "run.progress=false", "run.save_policy=false"]
 
 
+@pytest.mark.learning
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_tool_use_and_held_out_accuracy_rise(tmp_path):

@@ -12,7 +12,7 @@ from rlhf.recipes import dpo, kto, orpo, ppo, rm, sft
 COMMON = ["run.progress=false"]
 
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.learning, pytest.mark.usefixtures("ray_local")]
 
 
 def _summary(run_dir: str) -> dict:
