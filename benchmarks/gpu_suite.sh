@@ -75,10 +75,9 @@ offload)  # ZeRO-Offload (optimizer states on the host) in the same colocated st
   py benchmarks/sleep_wake.py --size 1.5b --zero-stage 2 --offload true --gpu-memory-utilization 0.3 --max-tokens 8192 \
     2>>"$OUT/sleep.log" | tail -1 | tee -a "$OUT/sleep.jsonl" ;;
 grpo)  # each framework at its largest micro-batch that fits (GRPO_RUNS, ';'-separated, to choose): ours by
-  # token budget (32,768 with logits: three equal micro-batches of 85 rows since the packer fills them
-  # about equally, where first fit made them 107 + 107 + 42 and ran out of memory beside the engine),
+  # token budget (32,768 with logits ran out of memory beside the engine: the fused log-probs keep none),
   # TRL by rows per forward (16 was slower than 64 in every round, 128 faster than 64 in the fifth)
-  IFS=';' read -ra runs <<< "${GRPO_RUNS:-ours --max-tokens 32768;trl --micro-batch 128;ours --max-tokens 16384;trl --micro-batch 64}"
+  IFS=';' read -ra runs <<< "${GRPO_RUNS:-ours --max-tokens 16384;ours --max-tokens 32768 --logprobs fused;trl --micro-batch 64;trl --micro-batch 128}"
   for run in "${runs[@]}"; do
     name=$(echo $run | tr -d ' -')
     py benchmarks/grpo_step.py $run --size 0.5b 2>"$OUT/grpo-$name.log" | tail -1 | tee -a "$OUT/grpo.jsonl"

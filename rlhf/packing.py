@@ -10,8 +10,7 @@ sequences and a packed forward gives each sequence what it would get alone.
 
 Planning (`plan_micro_batches`): rows are dealt to data-parallel ranks by token count (each rank
 does the same work), each rank's rows go into micro-batches of at most `max_tokens` tokens
-(a sequence is never split; a longer one gets a micro-batch of its own; as few micro-batches as
-first-fit decreasing needs, filled about equally), and every rank runs
+(a sequence is never split; a longer one gets a micro-batch of its own), and every rank runs
 the same number of micro-batches, so collectives (ZeRO-3's gathers, the gradient reduction) can
 never wait on a rank that has finished. A rank short of micro-batches splits its fullest ones;
 one short of rows gets empty micro-batches, which run a one-token forward that adds nothing.
@@ -55,15 +54,11 @@ def balance_ranks(lengths: list[int], world: int) -> list[list[int]]:
 
 
 def pack_bins(rows: list[int], lengths: list[int], max_tokens: int) -> list[list[int]]:
-    """`rows` in the fewest micro-batches of at most `max_tokens` tokens that first-fit
-    decreasing finds (a longer row alone), then dealt again, longest first, each to the
-    micro-batch with the fewest tokens that has room: about equal micro-batches, not full ones
-    and a small rest (a small forward costs nearly what a full one does on a GPU). Where that
-    deal leaves a row without room, the first-fit micro-batches. Rows of each in batch order."""
-    order = sorted(rows, key=lambda i: (-lengths[i], i))
+    """First-fit decreasing into micro-batches of at most `max_tokens` tokens (a longer row
+    alone); rows of each micro-batch in batch order."""
     bins: list[list[int]] = []
     used: list[int] = []
-    for i in order:  # first fit decreasing: how many micro-batches
+    for i in sorted(rows, key=lambda i: (-lengths[i], i)):
         for b, u in enumerate(used):
             if u + lengths[i] <= max_tokens:
                 bins[b].append(i)
@@ -72,16 +67,7 @@ def pack_bins(rows: list[int], lengths: list[int], max_tokens: int) -> list[list
         else:
             bins.append([i])
             used.append(lengths[i])
-    dealt: list[list[int]] = [[] for _ in bins]
-    load = [0] * len(bins)
-    for i in order:
-        room = [b for b in range(len(dealt)) if not dealt[b] or load[b] + lengths[i] <= max_tokens]
-        if not room:
-            return sorted(sorted(b) for b in bins)
-        b = min(room, key=lambda b: (load[b], b))
-        dealt[b].append(i)
-        load[b] += lengths[i]
-    return sorted(sorted(b) for b in dealt)
+    return sorted(sorted(b) for b in bins)
 
 
 def _split_to(bins: list[list[int]], lengths: list[int], count: int) -> list[list[int]]:

@@ -54,18 +54,6 @@ def test_ranks_get_balanced_tokens():
     assert pack_bins([0, 1], lengths, 10) == [[0], [1]]  # longer than the budget: alone
 
 
-def test_micro_batches_are_filled_about_equally():
-    # ten rows of 10 tokens, a budget of 40: first fit alone gives 4 + 4 + 2 rows
-    assert [len(b) for b in pack_bins(list(range(10)), [10] * 10, 40)] == [4, 3, 3]
-    # 256 GRPO rows of 304 tokens at 24,576: four micro-batches of 64, not 80 + 80 + 80 + 16
-    assert sorted(len(b) for b in pack_bins(list(range(256)), [304] * 256, 24_576)) == [64] * 4
-    # a row longer than the budget still goes alone, and the rest share the others evenly
-    lengths = [50, 9, 9, 9, 9]
-    assert sorted(sum(lengths[i] for i in b) for b in pack_bins(list(range(5)), lengths, 20)) == [18, 18, 50]
-    # where dealing by load finds no room, the first-fit micro-batches stand: 6+5+4 | 5+4+3+3
-    assert pack_bins(list(range(7)), [6, 5, 5, 4, 4, 3, 3], 15) == [[0, 1, 3], [2, 4, 5, 6]]
-
-
 @pytest.mark.parametrize("path", ["logits", "fused"])  # the output layer's logits, or none (RLHF_LOGPROBS)
 def test_packed_policy_logprobs_equal_padded(tiny, path, monkeypatch):
     monkeypatch.setenv("RLHF_LOGPROBS", path)
