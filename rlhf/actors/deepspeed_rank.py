@@ -19,8 +19,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from rlhf.actors.runtime import (use_expandable_segments, open_rendezvous, rendezvous_store, setup_process,
-                                 shareable_allocations)
+from rlhf.actors.runtime import (open_rendezvous, rendezvous_store, setup_process, shareable_allocations,
+                                 use_expandable_segments)
 from rlhf.metrics import combine_shards
 from rlhf.models import load_tokenizer, resolve_dtype
 from rlhf.quantization import save_plain_checkpoint

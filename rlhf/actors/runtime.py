@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 
@@ -36,14 +37,20 @@ def _set_expandable(on: bool) -> None:
 
 
 def use_expandable_segments() -> None:
-    """A trainer rank's later CUDA allocations go into expandable segments, which grow in place
-    instead of leaving freed blocks too small for the next micro-batch: the update's peak then
-    fits where a fragmented cache ran out of memory beside a colocated engine. Called after
-    the engine (and its parameters) exist; kept off where PYTORCH_CUDA_ALLOC_CONF says anything."""
+    """A trainer rank's later CUDA allocations go into expandable segments, which grow in place,
+    so the blocks one micro-batch frees can serve the next one's larger tensors (where a 0.5B
+    update ran out of memory beside a colocated engine, 8.3 GiB of the cache was free but
+    fragmented: BENCHMARKS.md, fourth round). Called once the parameters exist; nothing is
+    changed where PYTORCH_CUDA_ALLOC_CONF is set. A torch that refuses the setting is warned
+    about, not fatal: it only changes how memory is cached."""
     import torch
 
-    if torch.cuda.is_available() and "PYTORCH_CUDA_ALLOC_CONF" not in os.environ:
+    if not torch.cuda.is_available() or "PYTORCH_CUDA_ALLOC_CONF" in os.environ:
+        return
+    try:
         _set_expandable(True)
+    except (AttributeError, RuntimeError) as e:
+        logging.getLogger(__name__).warning("CUDA allocator: expandable segments not set (%s)", e)
 
 
 @contextlib.contextmanager
@@ -111,8 +118,6 @@ def rendezvous_store(addr: str, port: int, world_size: int, rank: int, timeout_s
 
 def quiet_libraries() -> None:
     """Per-actor download/loading bars and banners would drown the driver's progress bar."""
-    import logging
-
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
