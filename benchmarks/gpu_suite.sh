@@ -18,7 +18,7 @@ GPU="generator.backend=vllm placement.mode=colocate model.dtype=bfloat16 generat
 for part in "${@:?part}"; do
 case "$part" in
 tests)
-  py -m pytest -q -s tests/gpu 2>&1 | tee "$OUT/tests.log" | grep -E "LoRA|moved|DAPO|0.5B|passed|failed|Error" ;;
+  py -m pytest -q -s tests/gpu tests/actors/test_runtime_on_gpu.py 2>&1 | tee "$OUT/tests.log" | grep -E "LoRA|moved|DAPO|0.5B|passed|failed|Error" ;;
 rollout)  # our generator / raw LLM.generate on one engine, 3 interleaved pairs per size
   for size in 1.5b 0.5b; do
     py benchmarks/gpu_rollout_sync.py compare --size $size --repeats 3 2>>"$OUT/rollout.log" | tail -1 | tee -a "$OUT/rollout.jsonl"
