@@ -9,9 +9,11 @@ in its head but can with a calculator.
 `rollout.env=calculator` (with `data.train` empty) uses these rows. Their `response` column,
 which the warm start imitates (on the model's turns only: the tool's reply is context), shows
 the call in `TOOL_SHARE` of the problems and a direct guess in the rest: the model starts out
-knowing the format but answering alone, and wrong, in about half its episodes, and RL raises
-how often it reaches for the calculator. (With a quarter, and the tool's reply in the loss,
-sampled calls were too rare, and too often miscopied, for runs to learn reliably.)
+knowing the format but answering alone, and wrong, in most of its episodes (greedy decoding
+guesses), and RL raises how often it reaches for the calculator. Below one half, so that greedy
+decoding starts on the guess: at one half it fell on either side from one warm start to the
+next. (With a quarter, and the tool's reply in the loss, sampled calls were too rare, and too
+often miscopied, for runs to learn reliably.)
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from rlhf.envs.registry import environment
 from rlhf.envs.tool_calls import TagCalls
 from rlhf.envs.tool_env import ToolEnv
 
-TOOL_SHARE = 0.5
+TOOL_SHARE = 0.4
 
 
 def tool_transcript(call: str, result: str, answer: str) -> list[dict]:

@@ -1,8 +1,13 @@
 """The built-in tool task learns end to end: multi-turn DAPO through real Ray on CPU, from a
-short warm start that shows the calculator call in half its examples. On held-out problems,
-sampled episodes call the tool more often after four steps, and greedy ones then call it and
-copy its result (the product is out of the tiny model's reach without it). Sampling at 0.7:
-at 1.0 the tiny model miscopies the tool's digits too often for four steps to show much."""
+warm start that shows the calculator call in 40% of its examples. On held-out problems, sampled
+episodes call the tool more often after four steps, and greedy ones, which guess at first, then
+call it and copy its result (the product is out of the tiny model's reach without it). Sampling at
+0.7: at 1.0 the tiny model miscopies the tool's digits too often for four steps to show much.
+
+The warm start is 800 steps because copying (the operands into the call, the tool's reply into the
+answer) appears abruptly during it, at a step that moves with the seed and the machine: after 300-500
+steps some seeds copied almost no held-out answer right and RL had nothing to reinforce; after 800,
+each of four seeds copied 34-40 of 40 (benchmarks/README.md)."""
 
 import os
 import subprocess
@@ -12,7 +17,7 @@ import pytest
 from run_records import records
 
 ARGS = ["rollout.env=calculator", "rollout.max_turns=2", "rollout.max_new_tokens=24", "rollout.max_episode_tokens=72",
-        "warmstart.steps=300", "rollout.prompts_per_step=4", "rollout.gen_prompts=6", "rollout.n=8",
+        "warmstart.steps=800", "rollout.prompts_per_step=4", "rollout.gen_prompts=6", "rollout.n=8",
         "trainer.lr=2e-4", "rollout.temperature=0.7", "run.steps=4", "run.eval_every=4", "data.num_eval=16",
         "run.eval_samples=4", "run.progress=false", "run.save_policy=false"]
 
@@ -32,8 +37,8 @@ def test_tool_use_and_held_out_accuracy_rise(tmp_path):
     assert (before["step"], after["step"]) == (0, 4)
     # sampled episodes: the policy's mix of calling and guessing moves towards calling
     assert after["eval/sampled/tools/use_rate"] >= before["eval/sampled/tools/use_rate"] + 0.2
-    # greedy ones flip from guessing (the warm start's majority) to calling, and score: how well the
-    # tiny model copies the tool's digits varies from one warm start to the next (CPU training is not
-    # bitwise reproducible across invocations), hence a modest bar (3 of 16 problems)
-    assert after["eval/tools/use_rate"] >= 0.9 and after["eval/accuracy"] >= before["eval/accuracy"] + 0.15
+    # greedy ones flip from guessing (the warm start's majority) to calling, and score (0.88-1.00 of the
+    # 16 problems after 4 steps in the runs of benchmarks/README.md)
+    assert before["eval/tools/use_rate"] <= 0.25, "the warm start should leave greedy decoding guessing"
+    assert after["eval/tools/use_rate"] >= 0.9 and after["eval/accuracy"] >= before["eval/accuracy"] + 0.5
     assert sum(r["tools/calls"] for r in steps) > 0 and all(r["tools/errors"] < 16 for r in steps)
